@@ -1,0 +1,207 @@
+"""Headless command line: the same functions the panel's operators call, one .blend per audio file.
+
+    python -m gm_blender_addon generate AUDIO... --out OUT.blend [options]
+    blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
+
+Exit codes: 0 everything done, 1 at least one input failed (the others are still done), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .core.analysis import AnalysisError
+from .core.audio import SUPPORTED_SUFFIXES, AudioError
+from .core.motion import MotionFileError
+from .core.retarget import RigMapError
+from .generators import registry
+
+# Errors that describe bad input: reported as one line, without a traceback.
+INPUT_ERRORS = (AudioError, AnalysisError, registry.GeneratorError, RigMapError, MotionFileError)
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gm_blender_addon", description="Gesture Maestro: music → conductor")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="audio file(s) → animated conductor .blend")
+    gen.add_argument("audio", nargs="+", type=Path, help="audio files or folders of them")
+    gen.add_argument("--out", required=True, type=Path, help="output .blend (a folder when several inputs are given)")
+    gen.add_argument("--generator", default="procedural", choices=registry.names())
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--smoothing", type=float, default=0.2, help="0 (none) … 1 (strong); default 0.2")
+    gen.add_argument("--rig", default="bundled", help="'bundled' or a .blend holding one armature")
+    gen.add_argument("--rig-map", help="rig map name or .json file (default: detected from the bone names)")
+    gen.add_argument("--checkpoint", type=Path, help="weights file, for generators that need one")
+    gen.add_argument("--keypoints", type=Path, help="also write the keypoints .npz (a folder for several inputs)")
+    gen.add_argument("--render", type=Path, help="also render an .mp4 with the music (a folder for several inputs)")
+    gen.add_argument("--render-seconds", type=float, help="render only the first N seconds")
+    seen = set()
+    for name in registry.names():
+        for option in registry.get(name).options:
+            if option.name not in seen:
+                seen.add(option.name)
+                gen.add_argument(f"--{option.name.replace('_', '-')}", dest=f"opt_{option.name}", type=option.type, help=f"[{name}] {option.help}")
+    return parser
+
+
+def _collect_audio(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
+            if not found:
+                raise UsageError(f"{path} contains no audio files ({', '.join(SUPPORTED_SUFFIXES)}).")
+            files.extend(found)
+        else:
+            files.append(path)  # missing files are reported per file, so the rest still run
+    return files
+
+
+def _writable_target(path: Path, folder: bool, what: str) -> None:
+    directory = path if folder else path.parent
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"Cannot write {what} to {directory}: the folder is not writable. Choose another --{what}.")
+
+
+def _outputs(args, audio: Path, several: bool) -> dict[str, Path | None]:
+    def place(target: Path | None, suffix: str) -> Path | None:
+        if target is None:
+            return None
+        return target / f"{audio.stem}{suffix}" if several else target
+
+    return {"out": place(args.out, ".blend"), "keypoints": place(args.keypoints, ".npz"), "render": place(args.render, ".mp4")}
+
+
+def _validate(args) -> dict:
+    if not 0.0 <= args.smoothing <= 1.0:
+        raise UsageError(f"--smoothing must be between 0 and 1, got {args.smoothing}.")
+    if args.render_seconds is not None and args.render_seconds <= 0:
+        raise UsageError("--render-seconds must be positive.")
+    if args.render_seconds is not None and args.render is None:
+        raise UsageError("--render-seconds needs --render OUT.mp4.")
+    spec = registry.get(args.generator)
+    own = {o.name for o in spec.options}
+    options = {}
+    for key, value in vars(args).items():
+        if key.startswith("opt_") and value is not None:
+            if key[4:] not in own:
+                raise UsageError(f"--{key[4:].replace('_', '-')} does not apply to the {args.generator} generator.")
+            options[key[4:]] = value
+    return options
+
+
+class _ProgressLine:
+    """One status line per input on stderr, redrawn in place on a terminal."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if message == self.last:
+            return
+        self.last = message
+        line = f"{self.prefix} {int(100 * fraction):3d}% {message}"
+        sys.stderr.write(("\r\033[K" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+
+
+def _generate_one(args, audio: Path, paths: dict, options: dict, progress: _ProgressLine) -> str:
+    from .pipeline import perform
+
+    performance = perform(
+        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options,
+        progress=lambda fraction, message: progress(0.85 * fraction, message),
+    )
+    if paths["keypoints"]:
+        paths["keypoints"].parent.mkdir(parents=True, exist_ok=True)
+        performance.motion.save(paths["keypoints"])
+
+    import bpy
+
+    from .blender import rigs, scene
+
+    progress(0.9, "Building the scene")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    current = bpy.context.scene
+    armature = rigs.append_bundled_rig(current) if args.rig == "bundled" else rigs.append_rig_file(current, args.rig)
+    rig_map = rigs.rig_map_for(armature, args.rig_map)
+    applied = scene.apply_performance(current, armature, performance, rig_map, args.smoothing)
+    if current.camera is None:
+        rigs.frame_camera(current, armature)
+    paths["out"].parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(paths["out"]), compress=True)
+    if paths["render"]:
+        progress(0.95, "Rendering")
+        paths["render"].parent.mkdir(parents=True, exist_ok=True)
+        scene.configure_render(current, paths["render"], args.render_seconds)
+        bpy.ops.render.render(animation=True)
+    a = performance.analysis
+    return f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames"
+
+
+def _run_generate(args) -> int:
+    options = _validate(args)
+    files = _collect_audio(args.audio)
+    several = len(files) > 1 or any(p.is_dir() for p in args.audio)
+    for name in ("out", "keypoints", "render"):
+        target = getattr(args, name)
+        if target is not None:
+            if several and target.suffix:
+                raise UsageError(f"With several inputs --{name} names a folder, not {target}.")
+            _writable_target(target, folder=several, what=name)
+    if not several and args.render is not None and args.render.suffix.lower() != ".mp4":
+        raise UsageError(f"--render writes an .mp4; got {args.render}.")
+
+    failures = 0
+    for number, audio in enumerate(files, start=1):
+        prefix = f"[{number}/{len(files)}] {audio.name}:"
+        progress = _ProgressLine(prefix)
+        started = time.perf_counter()
+        paths = _outputs(args, audio, several)
+        try:
+            summary = _generate_one(args, audio, paths, options, progress)
+        except INPUT_ERRORS as exc:
+            progress.done()
+            failures += 1
+            print(f"{prefix} FAILED: {exc}", file=sys.stderr)
+            continue
+        except Exception:  # an unexpected fault: keep going with the others but show everything
+            progress.done()
+            failures += 1
+            print(f"{prefix} FAILED with an internal error:", file=sys.stderr)
+            traceback.print_exc()
+            continue
+        progress.done()
+        print(f"{prefix} {paths['out']} ({summary}; {time.perf_counter() - started:.1f} s)")
+    if failures:
+        print(f"{failures} of {len(files)} input(s) failed.", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _run_generate(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    return 2

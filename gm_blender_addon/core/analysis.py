@@ -1,0 +1,302 @@
+"""Musical analysis at 30 fps: beats, downbeats and meter, tempo, loudness, silences and held notes.
+
+Beat tracking sits behind one interface (`BeatTracker`) so that a better tracker replaces librosa's by adding a class
+to `TRACKERS`; everything else (loudness, silences, meter from beat accents) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .audio import N_FFT, SAMPLE_RATE, Audio, filterbank_power, mel_basis
+from .motion import FPS
+
+ANALYSIS_HOP = 512
+ANALYSIS_RATE = SAMPLE_RATE / ANALYSIS_HOP
+# Loudness is shown to the conductor over this many dB below the piece's loudest moment.
+LOUDNESS_RANGE_DB = 36.0
+SILENCE_DB = -50.0
+MIN_SILENCE_S = 0.3
+# Silences longer than this stop the beat: the conductor cuts off, waits, then prepares the next entry.
+BEAT_GAP_S = 1.0
+
+Progress = Callable[[float, str], None]
+
+
+class AnalysisError(ValueError):
+    """Music in which no usable beat could be found."""
+
+
+@dataclass
+class Spectral:
+    """Chunk-built spectral features at ANALYSIS_RATE shared by the trackers and the analysis."""
+
+    log_mel: np.ndarray  # (64, n) dB relative to the piece maximum
+    chroma: np.ndarray  # (12, n) energy-normalised
+    onset: np.ndarray  # (n,) spectral flux
+    bass_onset: np.ndarray  # (n,) flux below ~250 Hz
+    level_db: np.ndarray  # (n,) frame energy in dB relative to the loudest frame
+    rate: float = ANALYSIS_RATE
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.onset)
+
+
+@dataclass
+class BeatGrid:
+    beats: np.ndarray  # seconds
+    tempo_bpm: float
+
+
+class BeatTracker(Protocol):
+    name: str
+
+    def track(self, audio: Audio, spectral: Spectral) -> BeatGrid: ...
+
+
+@dataclass
+class MusicAnalysis:
+    """Everything the conductor needs to know about the music, sampled at 30 fps (frame k ↔ k/30 s)."""
+
+    duration: float
+    beats: np.ndarray
+    downbeats: np.ndarray
+    beats_per_bar: int
+    subdivision: int
+    tempo_bpm: float
+    tempo: np.ndarray  # (T,) local tempo in BPM
+    loudness: np.ndarray  # (T,) 0 (silent or 36 dB down) … 1 (loudest)
+    level_db: np.ndarray  # (T,) dB relative to the loudest moment
+    silent: np.ndarray  # (T,) bool
+    held: np.ndarray  # (T,) bool: sound sustains with no new onsets
+    onset: np.ndarray  # (T,) onset strength scaled to its 99th percentile
+    tracker: str
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.loudness)
+
+    @property
+    def meter(self) -> str:
+        if self.subdivision == 3:
+            return f"{3 * self.beats_per_bar}/8"
+        return f"{self.beats_per_bar}/4"
+
+    @property
+    def sound_end(self) -> float:
+        """Time the music stops sounding: where the final cut-off goes."""
+        sounding = np.flatnonzero(~self.silent)
+        return float(sounding[-1] + 1) / FPS if len(sounding) else 0.0
+
+    def bar_numbers(self) -> np.ndarray:
+        """Bar number (1-based) of each downbeat."""
+        return np.arange(1, len(self.downbeats) + 1)
+
+
+def compute_spectral(audio: Audio) -> Spectral:
+    import librosa
+
+    mel = mel_basis(audio.sample_rate, 64)
+    chroma = librosa.filters.chroma(sr=audio.sample_rate, n_fft=N_FFT)
+    power = filterbank_power(audio.samples, np.vstack([mel, chroma]), hop=ANALYSIS_HOP)
+    mel_power, chroma_power = power[:64], power[64:]
+    log_mel = librosa.power_to_db(mel_power, ref=np.max, top_db=80.0)
+    flux = np.maximum(0.0, np.diff(log_mel, axis=1, prepend=log_mel[:, :1]))
+    bass_bands = librosa.mel_frequencies(66, fmax=audio.sample_rate / 2)[1:-1] < 250.0
+    energy = mel_power.sum(axis=0)
+    level_db = 10 * np.log10(np.maximum(energy, 1e-12) / max(float(energy.max()), 1e-12))
+    chroma_norm = chroma_power / np.maximum(chroma_power.sum(axis=0, keepdims=True), 1e-12)
+    return Spectral(
+        log_mel=log_mel.astype(np.float32),
+        chroma=chroma_norm.astype(np.float32),
+        onset=flux.mean(axis=0).astype(np.float32),
+        bass_onset=flux[bass_bands].mean(axis=0).astype(np.float32),
+        level_db=level_db.astype(np.float32),
+    )
+
+
+class LibrosaTracker:
+    """librosa's dynamic-programming tracker, steered by a slowly varying tempo estimate so ritardandi are followed."""
+
+    name = "librosa"
+
+    def track(self, audio: Audio, spectral: Spectral) -> BeatGrid:
+        import librosa
+        from scipy.ndimage import median_filter
+
+        env = spectral.onset.astype(np.float64)
+        global_tempo = float(
+            librosa.feature.tempo(onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP, start_bpm=100)[0]
+        )
+        local = librosa.feature.tempo(
+            onset_envelope=env,
+            sr=audio.sample_rate,
+            hop_length=ANALYSIS_HOP,
+            aggregate=None,
+            start_bpm=global_tempo,
+            std_bpm=0.5,
+        )
+        # Octave errors of the local estimate are folded back to the global tempo before steering the tracker.
+        ratio = np.round(np.log2(local / global_tempo))
+        local = median_filter(local / 2.0**ratio, size=int(4 * spectral.rate), mode="nearest")
+        _, beats = librosa.beat.beat_track(
+            onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP, bpm=local, units="time", trim=True
+        )
+        return BeatGrid(beats=np.asarray(beats, dtype=np.float64), tempo_bpm=global_tempo)
+
+
+TRACKERS: dict[str, type] = {LibrosaTracker.name: LibrosaTracker}
+DEFAULT_TRACKER = LibrosaTracker.name
+
+
+def _to_fps(values: np.ndarray, rate: float, n_frames: int) -> np.ndarray:
+    t_src = np.arange(len(values)) / rate
+    return np.interp(np.arange(n_frames) / FPS, t_src, values).astype(np.float32)
+
+
+def _runs(mask: np.ndarray):
+    """(start, stop) index pairs of the True runs of a boolean array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+
+
+def _silence_mask(level_db: np.ndarray, rate: float) -> np.ndarray:
+    quiet = level_db < SILENCE_DB
+    silent = np.zeros_like(quiet)
+    for start, stop in _runs(quiet):
+        if (stop - start) / rate >= MIN_SILENCE_S or start == 0 or stop == len(quiet):
+            silent[start:stop] = True
+    return silent
+
+
+def _drop_beats_in_gaps(beats: np.ndarray, silent: np.ndarray, rate: float) -> np.ndarray:
+    keep = np.ones(len(beats), dtype=bool)
+    for start, stop in _runs(silent):
+        if (stop - start) / rate < BEAT_GAP_S:
+            continue
+        # A beat just before the sound resumes is the entry itself; keep a 100 ms margin for onset smearing.
+        keep &= ~((beats >= start / rate) & (beats < stop / rate - 0.1))
+    return beats[keep]
+
+
+def _beat_accents(beats: np.ndarray, spectral: Spectral) -> np.ndarray:
+    """Per-beat evidence of a bar line: harmony change, bass entry and onset strength (z-scored, summed)."""
+    frames = np.clip(np.round(beats * spectral.rate).astype(int), 0, spectral.n_frames - 1)
+    bounds = np.concatenate([frames, [spectral.n_frames]])
+    chroma = np.stack(
+        [spectral.chroma[:, a : max(b, a + 1)].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1
+    )
+    unit = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
+    change = np.concatenate([[0.0], 1.0 - np.sum(unit[:, 1:] * unit[:, :-1], axis=0)])
+    window = max(1, int(0.05 * spectral.rate))
+
+    def peak_near(series):
+        return np.array([series[max(0, f - window) : f + window + 1].max() for f in frames])
+
+    def z(x):
+        return (x - x.mean()) / (x.std() + 1e-9)
+
+    return z(change) + 0.5 * z(peak_near(spectral.bass_onset)) + 0.5 * z(peak_near(spectral.onset))
+
+
+def estimate_meter(beats: np.ndarray, spectral: Spectral) -> tuple[int, int, int]:
+    """(beats_per_bar, index of the first downbeat, subdivision) from the accents of the tracked beats."""
+    if len(beats) < 8:
+        return 4, 0, 2
+    accents = _beat_accents(beats, spectral)
+    best = (-np.inf, 4, 0)
+    for per_bar in (2, 3, 4):
+        for phase in range(per_bar):
+            on = np.arange(len(beats)) % per_bar == phase
+            score = accents[on].mean() - accents[~on].mean()
+            if score > best[0]:
+                best = (score, per_bar, phase)
+    return best[1], best[2], _subdivision(beats, spectral)
+
+
+def _subdivision(beats: np.ndarray, spectral: Spectral) -> int:
+    """3 when onsets fall on the thirds of the beat rather than on its half (compound meter), else 2."""
+    env = spectral.onset
+    thirds, halves = [], []
+    for a, b in zip(beats[:-1], beats[1:]):
+        ibi = b - a
+
+        def at(fraction):
+            f = int(round((a + fraction * ibi) * spectral.rate))
+            w = max(1, int(0.04 * spectral.rate))
+            return env[max(0, f - w) : f + w + 1].max() if f < len(env) else 0.0
+
+        thirds.append(0.5 * (at(1 / 3) + at(2 / 3)))
+        halves.append(at(0.5))
+    return 3 if np.median(thirds) > 1.3 * np.median(halves) + 1e-9 else 2
+
+
+def _held_mask(onset: np.ndarray, silent: np.ndarray, tempo: np.ndarray) -> np.ndarray:
+    """Sounding frames with no new onset for at least two beats: a held chord or a fermata."""
+    from scipy.ndimage import maximum_filter1d
+
+    active = onset > 0.25
+    held = np.zeros(len(onset), dtype=bool)
+    for start, stop in _runs(~active & ~silent):
+        beat_frames = 60.0 / max(float(np.median(tempo[start:stop])), 1.0) * FPS
+        if stop - start >= 2 * beat_frames:
+            held[start:stop] = True
+    # The attack that starts a hold is not part of it.
+    return held & ~maximum_filter1d(active, 3)
+
+
+def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None) -> MusicAnalysis:
+    """Beats, meter, tempo and dynamics of `audio` at 30 fps."""
+    from scipy.ndimage import uniform_filter1d
+
+    report = progress or (lambda fraction, message: None)
+    if tracker not in TRACKERS:
+        raise ValueError(f"unknown beat tracker {tracker!r}; available: {', '.join(TRACKERS)}")
+    report(0.0, "Analysing the spectrum")
+    spectral = compute_spectral(audio)
+    report(0.4, "Tracking beats")
+    grid = TRACKERS[tracker]().track(audio, spectral)
+    silent_fine = _silence_mask(spectral.level_db, spectral.rate)
+    beats = _drop_beats_in_gaps(grid.beats, silent_fine, spectral.rate)
+    if len(beats) < 2:
+        raise AnalysisError(
+            f"No steady beat found in {audio.name}: the music may be too free in tempo or too short. "
+            "Try a longer excerpt with a clear pulse."
+        )
+    report(0.8, "Estimating meter and dynamics")
+    per_bar, phase, subdivision = estimate_meter(beats, spectral)
+    downbeats = beats[phase::per_bar]
+
+    n_frames = max(1, int(np.ceil(audio.duration * FPS)))
+    level_db = _to_fps(uniform_filter1d(spectral.level_db, int(0.3 * spectral.rate)), spectral.rate, n_frames)
+    loudness = np.clip((level_db + LOUDNESS_RANGE_DB) / LOUDNESS_RANGE_DB, 0.0, 1.0)
+    silent = _to_fps(silent_fine.astype(np.float32), spectral.rate, n_frames) > 0.5
+    loudness[silent] = 0.0
+
+    ibi = np.diff(beats)
+    local_bpm = 60.0 / ibi
+    midpoints = 0.5 * (beats[1:] + beats[:-1])
+    tempo = np.interp(np.arange(n_frames) / FPS, midpoints, local_bpm).astype(np.float32)
+
+    onset = spectral.onset / max(float(np.percentile(spectral.onset, 99)), 1e-9)
+    onset_fps = _to_fps(onset, spectral.rate, n_frames)
+    report(1.0, "Analysis done")
+    return MusicAnalysis(
+        duration=audio.duration,
+        beats=beats,
+        downbeats=downbeats,
+        beats_per_bar=per_bar,
+        subdivision=subdivision,
+        tempo_bpm=float(np.median(local_bpm)),
+        tempo=tempo,
+        loudness=loudness.astype(np.float32),
+        level_db=level_db,
+        silent=silent,
+        held=_held_mask(onset_fps, silent, tempo),
+        onset=onset_fps,
+        tracker=tracker,
+    )

@@ -1,0 +1,266 @@
+"""3D joints → bone rotations on any humanoid armature, by a closed-form per-bone solve.
+
+Each bone's target is a world orientation; its local rotation is measured against the orientation it would have
+with its parent already posed and itself unrotated, so the rig's rest pose (T, A, N) and bone rolls do not matter.
+Rigs are described by rig maps: JSON data naming which bone plays which part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import rotations as rot
+from .lift import NOSE_DROP, Proportions
+from .motion import JOINT
+
+REQUIRED = ("spine", "chest", "neck", "head", "upper_arm.L", "forearm.L", "hand.L", "upper_arm.R", "forearm.R", "hand.R")
+OPTIONAL = ("hips", "shoulder.L", "shoulder.R")
+# How much of the torso's turn the lower spine takes, how much of the head's turn the neck takes, and how much of
+# an arm's lift the collarbone follows: shares that make the motion read as a body rather than a stick figure.
+SPINE_SHARE = 0.5
+NECK_SHARE = 0.5
+CLAVICLE_SHARE = 0.15
+# Below this elbow bend the arm's bending plane is undefined and is carried over from the nearest bent frame.
+STRAIGHT_ARM = np.radians(8.0)
+
+
+class RigMapError(ValueError):
+    """A rig map that does not fit the armature, or a map file that is not valid."""
+
+
+@dataclass
+class Skeleton:
+    """A snapshot of an armature, in armature space, that the solver needs: no bpy objects inside.
+
+    `rest` holds each bone's rest matrix (Blender's `bone.matrix_local`); `basis` its current pose basis
+    (`pose_bone.matrix_basis`), which is what bones that are not keyed keep showing.
+    """
+
+    names: list[str]
+    parents: list[int]
+    rest: np.ndarray  # (B, 4, 4)
+    basis: np.ndarray  # (B, 4, 4)
+
+    def __post_init__(self):
+        order = []
+        placed = set()
+        while len(order) < len(self.names):
+            progressed = False
+            for i, parent in enumerate(self.parents):
+                if i not in placed and (parent < 0 or parent in placed):
+                    order.append(i)
+                    placed.add(i)
+                    progressed = True
+            if not progressed:
+                raise ValueError("bone parents form a cycle")
+        self.order = order
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def head(self, name: str) -> np.ndarray:
+        return self.rest[self.index[name], :3, 3]
+
+
+@dataclass
+class RigMap:
+    name: str
+    description: str
+    bones: dict[str, str]  # part → bone name
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RigMap":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rig_map = cls(name=str(data["name"]), description=str(data.get("description", "")), bones=dict(data["bones"]), path=path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RigMapError(f"{path.name} is not a valid rig map ({exc}); it needs 'name' and 'bones'.") from exc
+        unknown = set(rig_map.bones) - set(REQUIRED) - set(OPTIONAL)
+        if unknown:
+            raise RigMapError(f"{path.name} maps unknown parts {sorted(unknown)}; known parts: {REQUIRED + OPTIONAL}.")
+        return rig_map
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps({"name": self.name, "description": self.description, "bones": self.bones}, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def resolve(self, bone_names: list[str], armature: str = "the armature") -> dict[str, str]:
+        """Part → actual bone name, matching case-insensitively and ignoring namespace prefixes like 'mixamorig:'."""
+        lookup = {_plain(b): b for b in bone_names}
+        resolved, missing = {}, []
+        for part, bone in self.bones.items():
+            actual = bone if bone in bone_names else lookup.get(_plain(bone))
+            if actual is not None:
+                resolved[part] = actual
+            elif part in REQUIRED:
+                missing.append(bone)
+        unmapped = [p for p in REQUIRED if p not in self.bones]
+        if missing or unmapped:
+            detail = []
+            if missing:
+                detail.append(f"missing bones {', '.join(missing)}")
+            if unmapped:
+                detail.append(f"no bone given for {', '.join(unmapped)}")
+            raise RigMapError(
+                f"{armature} does not fit the '{self.name}' rig map: {'; '.join(detail)}. "
+                "Choose the rig map that matches this armature, or edit the map to name its bones."
+            )
+        return resolved
+
+    def coverage(self, bone_names: list[str]) -> float:
+        lookup = {_plain(b) for b in bone_names}
+        found = sum(_plain(b) in lookup for p, b in self.bones.items() if p in REQUIRED)
+        return found / len(REQUIRED)
+
+
+def _plain(bone: str) -> str:
+    return bone.rsplit(":", 1)[-1].lower()
+
+
+def builtin_maps(folder: Path) -> list[RigMap]:
+    return [RigMap.load(p) for p in sorted(folder.glob("*.json"))]
+
+
+def detect_map(bone_names: list[str], maps: list[RigMap]) -> RigMap | None:
+    """The map that names the most of this armature's bones, if one names them all."""
+    complete = [m for m in maps if m.coverage(bone_names) == 1.0]
+    return max(complete, key=lambda m: len(set(m.bones) & set(OPTIONAL)), default=None)
+
+
+def proportions(skeleton: Skeleton, parts: dict[str, str]) -> Proportions:
+    head = lambda part: skeleton.head(parts[part])  # noqa: E731 - a local shorthand keeps the table readable
+    return Proportions(
+        shoulder_width=float(np.linalg.norm(head("upper_arm.L") - head("upper_arm.R"))),
+        upper_arm=tuple(float(np.linalg.norm(head(f"forearm.{s}") - head(f"upper_arm.{s}"))) for s in "LR"),
+        forearm=tuple(float(np.linalg.norm(head(f"hand.{s}") - head(f"forearm.{s}"))) for s in "LR"),
+        hip_centre=head("hips") if "hips" in parts else head("spine"),
+    )
+
+
+def _torso_frame(right: np.ndarray, up: np.ndarray) -> np.ndarray:
+    # Columns X (character's left), Y (backwards), Z (up): the armature's own axes for a rig at rest.
+    z = rot.normalise(up)
+    x = rot.normalise(right - np.sum(right * z, -1, keepdims=True) * z)
+    return np.stack([x, np.cross(z, x), z], axis=-1)
+
+
+def _hinge_axis(skeleton: Skeleton, parts: dict[str, str], side: str) -> np.ndarray:
+    """The elbow's flexion axis in the upper arm's local frame, read from the rest pose (or the anatomy if straight)."""
+    upper, fore, hand = (skeleton.index[parts[f"{p}.{side}"]] for p in ("upper_arm", "forearm", "hand"))
+    u = skeleton.rest[fore, :3, 3] - skeleton.rest[upper, :3, 3]
+    f = skeleton.rest[hand, :3, 3] - skeleton.rest[fore, :3, 3]
+    axis = np.cross(u, f)
+    if np.linalg.norm(axis) < np.sin(np.radians(3)) * np.linalg.norm(u) * np.linalg.norm(f):
+        axis = skeleton.rest[fore, :3, 0]
+        # Flexion must carry the forearm forward (towards −Y) from a hanging arm.
+        if np.dot(np.cross(axis, u), [0.0, -1.0, 0.0]) < 0:
+            axis = -axis
+    return skeleton.rest[upper, :3, :3].T @ rot.normalise(axis)
+
+
+def _bend_normals(d1: np.ndarray, d2: np.ndarray) -> np.ndarray | None:
+    """Per-frame normal of the arm's bending plane, carried over frames where the arm is nearly straight."""
+    normal = np.cross(d1, d2)
+    valid = np.linalg.norm(normal, axis=1) > np.sin(STRAIGHT_ARM)
+    if not valid.any():
+        return None
+    idx = np.where(valid, np.arange(len(valid)), -1)
+    idx = np.maximum.accumulate(idx)
+    idx[idx < 0] = np.flatnonzero(valid)[0]
+    return rot.normalise(normal[idx])
+
+
+def _orthonormal(m: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(m)
+    return u @ vt
+
+
+def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict[str, np.ndarray]:
+    """Local rotation quaternions (T, 4), sign-continuous, for every keyed bone, by bone name."""
+    n = len(joints)
+    j = lambda name: joints[:, JOINT[name]]  # noqa: E731
+    rest_rot = lambda part: skeleton.rest[skeleton.index[parts[part]], :3, :3]  # noqa: E731
+
+    rest_right = skeleton.head(parts["upper_arm.L"]) - skeleton.head(parts["upper_arm.R"])
+    rest_up = 0.5 * (skeleton.head(parts["upper_arm.L"]) + skeleton.head(parts["upper_arm.R"])) - proportions(skeleton, parts).hip_centre
+    shoulders = 0.5 * (j("left_shoulder") + j("right_shoulder"))
+    hips = 0.5 * (j("left_hip") + j("right_hip"))
+    torso = _torso_frame(j("left_shoulder") - j("right_shoulder"), shoulders - hips) @ _torso_frame(rest_right, rest_up).T
+
+    ears = 0.5 * (j("left_ear") + j("right_ear"))
+    forward = j("nose") - ears + np.array([0.0, 0.0, NOSE_DROP])
+    head = rot.frame(j("left_ear") - j("right_ear"), -forward)
+
+    world_targets = {
+        "spine": lambda _: rot.partial(torso, SPINE_SHARE) @ rest_rot("spine"),
+        "chest": lambda _: torso @ rest_rot("chest"),
+        "neck": lambda _: rot.matrix_from_quat(rot.slerp(rot.quat_from_matrix(torso), rot.quat_from_matrix(head), NECK_SHARE)) @ rest_rot("neck"),
+        "head": lambda _: head @ rest_rot("head"),
+    }
+    for side, key in (("L", "left"), ("R", "right")):
+        d1 = rot.normalise(j(f"{key}_elbow") - j(f"{key}_shoulder"))
+        d2 = rot.normalise(j(f"{key}_wrist") - j(f"{key}_elbow"))
+        world_targets[f"upper_arm.{side}"] = _upper_arm_target(d1, d2, _hinge_axis(skeleton, parts, side))
+        world_targets[f"forearm.{side}"] = lambda r0, d=d2: rot.swing(r0[..., 1], d) @ r0
+        world_targets[f"hand.{side}"] = lambda r0: r0
+        if f"shoulder.{side}" in parts:
+            arm_rest = torso @ rot.normalise(skeleton.head(parts[f"forearm.{side}"]) - skeleton.head(parts[f"upper_arm.{side}"]))
+            lift = rot.partial(rot.swing(arm_rest, d1), CLAVICLE_SHARE)
+            world_targets[f"shoulder.{side}"] = lambda r0, lift=lift: lift @ r0
+
+    keyed = {skeleton.index[parts[p]]: p for p in world_targets if p in parts}
+    result = {}
+
+    def keyed_rotation(b: int, unrotated: np.ndarray) -> np.ndarray | None:
+        if b not in keyed:
+            return None
+        r0 = _orthonormal(unrotated[:, :3, :3])
+        local = np.swapaxes(r0, -1, -2) @ world_targets[keyed[b]](r0)
+        result[skeleton.names[b]] = rot.continuous(rot.quat_from_matrix(local))
+        return result[skeleton.names[b]]
+
+    _walk(skeleton, n, keyed_rotation)
+    return result
+
+
+def _walk(skeleton: Skeleton, n: int, local_rotation) -> np.ndarray:
+    """Pose the chain parents first; `local_rotation(bone, unrotated world)` gives a bone's quaternions or None.
+
+    Returns world (armature-space) matrices (T, B, 4, 4). Bones without a rotation keep their current basis.
+    """
+    world = np.zeros((n, len(skeleton.names), 4, 4))
+    for b in skeleton.order:
+        parent = skeleton.parents[b]
+        offset = skeleton.rest[b] if parent < 0 else np.linalg.inv(skeleton.rest[parent]) @ skeleton.rest[b]
+        unrotated = np.broadcast_to(offset if parent < 0 else world[:, parent] @ offset, (n, 4, 4))
+        basis = np.broadcast_to(skeleton.basis[b], (n, 4, 4)).copy()
+        q = local_rotation(b, unrotated)
+        if q is not None:
+            basis[:, :3, :3] = rot.matrix_from_quat(q)
+        world[:, b] = unrotated @ basis
+    return world
+
+
+def _upper_arm_target(d1: np.ndarray, d2: np.ndarray, hinge_local: np.ndarray):
+    """Point the upper arm along d1 and twist it so the elbow's flexion axis lies across the arm's bending plane."""
+    normals = _bend_normals(d1, d2)
+
+    def target(r0: np.ndarray) -> np.ndarray:
+        if normals is None:
+            return rot.swing(r0[..., 1], d1) @ r0
+        local_frame = rot.frame(np.array([0.0, 1.0, 0.0]), hinge_local)
+        world_frame = rot.frame(d1, normals)
+        return world_frame @ local_frame.T
+
+    return target
+
+
+def forward_kinematics(skeleton: Skeleton, rotations: dict[str, np.ndarray]) -> np.ndarray:
+    """World (armature-space) matrices (T, B, 4, 4) with `rotations` as the keyed bones' local quaternions."""
+    n = len(next(iter(rotations.values())))
+    return _walk(skeleton, n, lambda b, _: rotations.get(skeleton.names[b]))

@@ -1,0 +1,313 @@
+"""A rule-based conductor: textbook beat patterns driven by the analysed beats, meter and dynamics.
+
+The body is posed in a small 3D space in ConductorMotion100 units (x right, y down, z towards the camera), arms are
+solved with two-bone IK and the result is projected to the 2D keypoints, so depth cues stay consistent for lifting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.analysis import MusicAnalysis
+from ..core.motion import FPS, JOINT, N_JOINTS, Motion, gaussian_smooth
+from .registry import GeneratorSpec, Request
+
+UPPER_ARM = 0.15
+FOREARM = 0.14
+SHOULDER_L = np.array([0.60, 0.49, 0.0])
+SHOULDER_R = np.array([0.40, 0.49, 0.0])
+HIP_L = np.array([0.55, 0.75])
+HIP_R = np.array([0.45, 0.75])
+HEAD_CENTRE = np.array([0.50, 0.405])
+# Face points relative to the ear midpoint, in the head's own frame (x right, y down, z towards the camera).
+FACE = {
+    "nose": (0.0, 0.005, 0.052),
+    "left_eye": (0.018, -0.008, 0.042),
+    "right_eye": (-0.018, -0.008, 0.042),
+    "left_ear": (0.040, 0.0, 0.0),
+    "right_ear": (-0.040, 0.0, 0.0),
+}
+# Where each beat of the bar lands for the right hand, in units of the pattern size: +x is towards the performer's
+# left (image right), +y is down. The downbeat is always the lowest point.
+PATTERNS = {
+    1: [(0.0, 1.0)],
+    2: [(0.0, 1.0), (-0.35, 0.72)],
+    3: [(0.0, 1.0), (-0.9, 0.8), (-0.25, 0.6)],
+    4: [(0.0, 1.0), (0.7, 0.84), (-0.95, 0.84), (-0.2, 0.66)],
+}
+# Rebound height after each beat, relative to the pattern size: high before the downbeat (the preparation),
+# moderate after it, small on the inner beats.
+REBOUND_LAST, REBOUND_FIRST, REBOUND_INNER = 1.5, 0.9, 0.55
+RIGHT_REST = np.array([0.37, 0.75, 0.03])
+LEFT_REST = np.array([0.63, 0.75, 0.03])
+
+
+@dataclass
+class Style:
+    """Per-seed personality: how big, wide, high and lively this conductor beats."""
+
+    size: float
+    width: float
+    plane_height: float
+    reach: float
+    bounce_skew: float
+    mirror_threshold: float
+    nod: float
+    sway: float
+    sway_bars: int
+    gaze: np.ndarray  # (3, 2) amplitude/phase pairs for slow head turns
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Style":
+        return cls(
+            size=rng.uniform(0.85, 1.2),
+            width=rng.uniform(0.8, 1.2),
+            plane_height=rng.uniform(-0.02, 0.02),
+            reach=rng.uniform(0.13, 0.19),
+            bounce_skew=rng.uniform(0.5, 0.7),
+            mirror_threshold=rng.uniform(0.58, 0.7),
+            nod=rng.uniform(0.08, 0.16),
+            sway=rng.uniform(0.002, 0.006),
+            sway_bars=int(rng.choice([2, 4])),
+            gaze=np.stack([rng.uniform(0.05, 0.15, 3), rng.uniform(0, 2 * np.pi, 3)], axis=1),
+        )
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _ramp(x, lo, hi):
+    return _smoothstep((np.asarray(x, dtype=np.float64) - lo) / (hi - lo))
+
+
+def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
+    """Runs of beats without a long break; each section gets its own preparation and cut-off."""
+    beats = analysis.beats
+    if len(beats) < 2:
+        return [beats]
+    ibi = np.diff(beats)
+    typical = np.median(ibi)
+    breaks = np.flatnonzero(ibi > 2.2 * typical) + 1
+    return [s for s in np.split(beats, breaks) if len(s)]
+
+
+def _bar_positions(analysis: MusicAnalysis) -> dict[float, int]:
+    beats, per_bar = analysis.beats, analysis.beats_per_bar
+    first = int(np.searchsorted(beats, analysis.downbeats[0])) if len(analysis.downbeats) else 0
+    return {float(b): (i - first) % per_bar for i, b in enumerate(beats)}
+
+
+class _Track:
+    """A per-frame 3D path filled piece by piece; frame k is at k / FPS seconds."""
+
+    def __init__(self, n_frames: int, start: np.ndarray):
+        self.t = np.arange(n_frames) / FPS
+        self.xyz = np.tile(start, (n_frames, 1)).astype(np.float64)
+
+    def span(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.flatnonzero((self.t >= t0) & (self.t < t1))
+        if t1 <= t0:
+            return idx, np.zeros(0)
+        return idx, (self.t[idx] - t0) / max(t1 - t0, 1e-6)
+
+    def beat(self, t0, t1, p0, p1, height, skew):
+        """Travel from ictus p0 to ictus p1: quick rebound up after p0, float, then fall into p1.
+
+        Both ends have zero velocity and high acceleration, so the ictus is the lowest point and a speed minimum.
+        """
+        idx, u = self.span(t0, t1)
+        ease = _smoothstep(u)[:, None]
+        bump = np.sin(np.pi * u**skew) ** 2
+        path = p0 + (p1 - p0) * ease
+        path[:, 1] -= height * bump
+        self.xyz[idx] = path
+
+    def glide(self, t0, t1, p0, p1):
+        idx, u = self.span(t0, t1)
+        self.xyz[idx] = p0 + (p1 - p0) * _smoothstep(u)[:, None]
+
+    def hold(self, t0, t1, p):
+        idx, _ = self.span(t0, t1)
+        self.xyz[idx] = p
+
+
+def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator, n_frames: int) -> tuple:
+    """The beating hand, plus a per-frame weight that is 1 around cut-offs (the left hand joins them)."""
+    per_bar = analysis.beats_per_bar if analysis.beats_per_bar in PATTERNS else 4
+    pattern = np.array(PATTERNS[per_bar])
+    positions = _bar_positions(analysis)
+    centre = np.array([0.40, 0.545 + style.plane_height, style.reach])
+    loud = gaussian_smooth(analysis.loudness, 0.5 * FPS)
+    held = gaussian_smooth(analysis.held.astype(np.float64), 0.3 * FPS)
+
+    def size_at(t):
+        # Conductors show dynamics slightly ahead of the sound.
+        k = min(n_frames - 1, max(0, int((t + 0.15) * FPS)))
+        return style.size * (0.035 + 0.085 * loud[k]) * (1.0 - 0.4 * held[k])
+
+    def ictus(t, position, jitter=True):
+        offset = pattern[position] * (style.width, 1.0)
+        if jitter:
+            offset = offset + rng.normal(0.0, 0.05, 2)
+        a = size_at(t)
+        return centre + np.array([offset[0] * a, offset[1] * a, 0.15 * a])
+
+    def rebound(position):
+        if position == per_bar - 1:
+            return REBOUND_LAST
+        return REBOUND_FIRST if position == 0 else REBOUND_INNER
+
+    sections = _sections(analysis)
+    ready = ictus(0.0, per_bar - 1, jitter=False)
+    track = _Track(n_frames, ready)
+    cutoff_weight = np.zeros(n_frames)
+    previous_end = None
+    for number, beats in enumerate(sections):
+        ibi = float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / analysis.tempo_bpm
+        first_position = positions[float(beats[0])]
+        prep_time = beats[0] - ibi
+        prep = ictus(prep_time, (first_position - 1) % per_bar, jitter=False)
+        if previous_end is None:
+            track.hold(track.t[0], prep_time, prep)
+        else:
+            end_time, end_point = previous_end
+            # Wait after the cut-off, then lift into the preparation in the last part of the break.
+            lift = max(end_time, prep_time - max(0.6, 0.5 * (prep_time - end_time)))
+            track.hold(end_time, lift, end_point)
+            track.glide(lift, prep_time, end_point, prep)
+        points = [prep] + [ictus(b, positions[float(b)]) for b in beats]
+        times = [prep_time] + list(beats)
+        heights = [rebound((first_position - 1) % per_bar)] + [rebound(positions[float(b)]) for b in beats]
+        for i in range(len(points) - 1):
+            h = heights[i] * size_at(times[i]) * rng.uniform(0.85, 1.15)
+            track.beat(times[i], times[i + 1], points[i], points[i + 1], h, style.bounce_skew)
+
+        # Cut-off: one last small click where the sound of this section stops.
+        last = beats[-1]
+        next_start = sections[number + 1][0] if number + 1 < len(sections) else n_frames / FPS
+        sounding = (~analysis.silent).astype(bool)
+        frames_after = np.arange(int(last * FPS), min(n_frames, int(next_start * FPS)))
+        sound_stop = frames_after[sounding[frames_after]].max() / FPS if np.any(sounding[frames_after]) else last
+        cut_time = max(sound_stop, last + 0.5 * ibi)
+        cut_point = centre + np.array([-0.1, -0.2, 0.1]) * size_at(last)
+        track.beat(last, cut_time, points[-1], cut_point, 0.8 * size_at(last), style.bounce_skew)
+        window = (track.t > last - ibi) & (track.t < cut_time + 0.4)
+        cutoff_weight[window] = 1.0
+        previous_end = (cut_time, cut_point)
+
+    end_time, end_point = previous_end
+    track.hold(end_time, end_time + 0.6, end_point)
+    track.glide(end_time + 0.6, end_time + 2.1, end_point, RIGHT_REST)
+    track.hold(end_time + 2.1, n_frames / FPS + 1.0, RIGHT_REST)
+    return track.xyz, gaussian_smooth(cutoff_weight, 0.15 * FPS)
+
+
+def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff: np.ndarray, n_frames: int):
+    """Mirrors in loud passages, lifts through crescendos, presses down in diminuendos, rests when quiet."""
+    t = np.arange(n_frames) / FPS
+    loud = gaussian_smooth(analysis.loudness.astype(np.float64), 0.6 * FPS)
+    ahead = np.interp(t + 1.0, t, loud)
+    behind = np.interp(t - 0.5, t, loud)
+    change = np.clip((ahead - behind) / 0.25, -1.0, 1.0)
+
+    mirror = right.copy()
+    mirror[:, 0] = 1.0 - mirror[:, 0]
+    express = np.tile([0.61, 0.62, 0.15], (n_frames, 1))
+    express[:, 1] -= 0.11 * np.maximum(change, 0)
+    express[:, 1] += 0.07 * np.maximum(-change, 0)
+    sustain = np.array([0.62, 0.55, 0.18])
+    idle = LEFT_REST + (np.array([0.60, 0.66, 0.08]) - LEFT_REST) * _ramp(loud, 0.2, 0.5)[:, None]
+
+    w_mirror = np.maximum(_ramp(loud, style.mirror_threshold, style.mirror_threshold + 0.2), cutoff)
+    w_express = (1 - w_mirror) * np.clip(np.abs(change) * 2.0, 0, 1)
+    w_sustain = (1 - w_mirror - w_express) * gaussian_smooth(analysis.held.astype(np.float64), 0.4 * FPS)
+    w_idle = 1 - w_mirror - w_express - w_sustain
+    weights = [gaussian_smooth(w, 0.25 * FPS) for w in (w_mirror, w_express, w_sustain, w_idle)]
+    total = sum(weights)
+    left = (weights[0][:, None] * mirror + weights[1][:, None] * express + weights[2][:, None] * sustain
+            + weights[3][:, None] * idle) / total[:, None]
+    # After the final cut-off both hands come down together.
+    after_end = _ramp(t, analysis.sound_end + 0.6, analysis.sound_end + 2.1)[:, None]
+    return left * (1 - after_end) + LEFT_REST * after_end
+
+
+def _elbows(shoulder: np.ndarray, wrist: np.ndarray, pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-bone IK: the elbow bends towards `pole`; unreachable wrists are pulled in to 98 % of the arm's reach."""
+    reach = 0.98 * (UPPER_ARM + FOREARM)
+    span = wrist - shoulder
+    dist = np.linalg.norm(span, axis=1, keepdims=True)
+    wrist = shoulder + span * np.minimum(1.0, reach / np.maximum(dist, 1e-9))
+    dist = np.clip(dist, 1e-6, reach)
+    axis = (wrist - shoulder) / dist
+    along = (UPPER_ARM**2 - FOREARM**2 + dist**2) / (2 * dist)
+    height = np.sqrt(np.maximum(UPPER_ARM**2 - along**2, 0.0))
+    bend = pole - np.sum(pole * axis, axis=1, keepdims=True) * axis
+    bend /= np.maximum(np.linalg.norm(bend, axis=1, keepdims=True), 1e-9)
+    return shoulder + along * axis + height * bend, wrist
+
+
+def _pulses(times: np.ndarray, t: np.ndarray, delay: float, width: float) -> np.ndarray:
+    out = np.zeros_like(t)
+    for time in times:
+        near = np.abs(t - time) < 4 * width + delay
+        out[near] += np.exp(-(((t[near] - time - delay) / width) ** 2))
+    return out
+
+
+def conduct(analysis: MusicAnalysis, seed: int) -> np.ndarray:
+    """Keypoints (T, 13, 2) conducting the analysed music, varied by `seed`."""
+    rng = np.random.default_rng(seed)
+    style = Style.sample(rng)
+    n = analysis.n_frames
+    t = np.arange(n) / FPS
+    right, cutoff = _right_hand(analysis, style, rng, n)
+    left = _left_hand(analysis, style, right, cutoff, n)
+
+    loud = gaussian_smooth(analysis.loudness.astype(np.float64), 1.0 * FPS)
+    bar_seconds = analysis.beats_per_bar * 60.0 / analysis.tempo_bpm
+    sway_x = style.sway * np.sin(2 * np.pi * t / (style.sway_bars * bar_seconds) + rng.uniform(0, 2 * np.pi))
+    lean_y = 0.012 * loud + 0.003 * _pulses(analysis.downbeats, t, 0.05, 0.1)
+    shift = np.stack([sway_x, lean_y, np.zeros(n)], axis=1)
+
+    shoulder_l, shoulder_r = SHOULDER_L + shift, SHOULDER_R + shift
+    elbow_r, wrist_r = _elbows(shoulder_r, right + shift, np.array([-0.5, 1.0, 0.1]))
+    elbow_l, wrist_l = _elbows(shoulder_l, left + shift, np.array([0.5, 1.0, 0.1]))
+
+    pitch = style.nod * (0.5 + loud) * _pulses(analysis.downbeats, t, 0.06, 0.09)
+    yaw = sum(a * np.sin(2 * np.pi * t / (8.0 + 5.0 * i) + p) for i, (a, p) in enumerate(style.gaze))
+    head = HEAD_CENTRE + shift[:, :2] * 1.3
+
+    keypoints = np.zeros((n, N_JOINTS, 2))
+    for name, (fx, fy, fz) in FACE.items():
+        # Pitch (chin down) turns z into +y; yaw turns z into +x.
+        y = fy * np.cos(pitch) + fz * np.sin(pitch)
+        z = -fy * np.sin(pitch) + fz * np.cos(pitch)
+        x = fx * np.cos(yaw) + z * np.sin(yaw)
+        keypoints[:, JOINT[name]] = head + np.stack([x, y], axis=1)
+    for name, points in (
+        ("left_shoulder", shoulder_l), ("right_shoulder", shoulder_r), ("left_elbow", elbow_l),
+        ("right_elbow", elbow_r), ("left_wrist", wrist_l), ("right_wrist", wrist_r),
+    ):
+        keypoints[:, JOINT[name]] = points[:, :2]
+    keypoints[:, JOINT["left_hip"]] = HIP_L + 0.3 * shift[:, :2] * (1, 0)
+    keypoints[:, JOINT["right_hip"]] = HIP_R + 0.3 * shift[:, :2] * (1, 0)
+    return keypoints.astype(np.float32)
+
+
+def _generate(request: Request) -> Motion:
+    request.report(0.0, "Conducting")
+    motion = Motion(conduct(request.analysis, request.seed))
+    request.report(1.0, "Motion ready")
+    return motion
+
+
+GENERATOR = GeneratorSpec(
+    name="procedural",
+    label="Procedural",
+    description="Classic beat patterns from the detected beats, meter and dynamics; needs no weights",
+    generate=_generate,
+)

@@ -1,0 +1,65 @@
+"""The data path from an audio file to bone rotations, shared by the panel, the CLI and the tests (no bpy).
+
+audio → analysis → generator → Motion → lift with the rig's proportions → per-bone solve → quaternions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core.analysis import DEFAULT_TRACKER, MusicAnalysis, Progress, analyse
+from .core.audio import Audio, load_audio
+from .core.lift import lift
+from .core.motion import Motion
+from .core.retarget import Skeleton, proportions, solve
+from .generators import registry
+
+
+@dataclass
+class Performance:
+    audio: Audio
+    analysis: MusicAnalysis
+    motion: Motion
+
+
+def _scaled(progress: Progress | None, start: float, stop: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + (stop - start) * fraction, message)
+
+
+def perform(
+    audio_path: str | Path,
+    generator: str = "procedural",
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    tracker: str = DEFAULT_TRACKER,
+    progress: Progress | None = None,
+) -> Performance:
+    """Analyse the music and generate the conductor's motion. Raises AudioError, AnalysisError or GeneratorError."""
+    registry.get(generator)  # fail on a bad name before spending time on the audio
+    if progress:
+        progress(0.0, "Loading audio")
+    audio = load_audio(audio_path)
+    analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6))
+    request = registry.Request(
+        audio=audio,
+        analysis=analysis,
+        seed=seed,
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        options=dict(options or {}),
+        progress=_scaled(progress, 0.6, 1.0),
+    )
+    motion = registry.generate(generator, request)
+    return Performance(audio=audio, analysis=analysis, motion=motion)
+
+
+def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`."""
+    joints = lift(motion, proportions(skeleton, parts), smoothing=smoothing)
+    return solve(joints, skeleton, parts), joints

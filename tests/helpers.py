@@ -1,0 +1,78 @@
+"""Shared test fixtures that need no Blender: synthetic skeletons and a synthetic musical analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gm_blender_addon.core.analysis import MusicAnalysis
+from gm_blender_addon.core.motion import FPS
+from gm_blender_addon.core.retarget import Skeleton
+
+BUNDLED_PARTS = {
+    "hips": "spine", "spine": "spine.001", "chest": "spine.003", "neck": "spine.004", "head": "spine.006",
+    "shoulder.L": "shoulder.L", "upper_arm.L": "upper_arm.L", "forearm.L": "forearm.L", "hand.L": "hand.L",
+    "shoulder.R": "shoulder.R", "upper_arm.R": "upper_arm.R", "forearm.R": "forearm.R", "hand.R": "hand.R",
+}
+
+
+def bone_matrix(head, tail, roll: float) -> np.ndarray:
+    """A bone's armature-space rest matrix: Y along the bone, X and Z turned by `roll` about it."""
+    y = np.asarray(tail, float) - np.asarray(head, float)
+    y /= np.linalg.norm(y)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(y, ref)
+    x /= np.linalg.norm(x)
+    z = np.cross(x, y)
+    c, s = np.cos(roll), np.sin(roll)
+    x, z = c * x - s * z, s * x + c * z
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, head
+    return m
+
+
+def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_bend_deg: float = 10.0) -> Skeleton:
+    """An upper-body armature with Rigify-metarig names, arms `arm_angle_deg` below horizontal (0 = T-pose)."""
+    rng = np.random.default_rng(roll_seed)
+    a, bend = np.radians(arm_angle_deg), np.radians(elbow_bend_deg)
+    bones = [
+        ("spine", None, (0, 0, 0.95), (0, 0.01, 1.05)),
+        ("spine.001", "spine", (0, 0.01, 1.05), (0, 0.02, 1.17)),
+        ("spine.002", "spine.001", (0, 0.02, 1.17), (0, 0.02, 1.29)),
+        ("spine.003", "spine.002", (0, 0.02, 1.29), (0, 0.02, 1.45)),
+        ("spine.004", "spine.003", (0, 0.02, 1.45), (0, 0.0, 1.53)),
+        ("spine.005", "spine.004", (0, 0.0, 1.53), (0, -0.01, 1.58)),
+        ("spine.006", "spine.005", (0, -0.01, 1.58), (0, -0.01, 1.78)),
+    ]
+    for side, sx in (("L", 1.0), ("R", -1.0)):
+        shoulder = np.array([sx * 0.19, 0.0, 1.42])
+        elbow = shoulder + 0.28 * np.array([sx * np.cos(a), 0.0, -np.sin(a)])
+        fore_dir = np.array([sx * np.cos(a + bend), -np.sin(bend) * 0.3, -np.sin(a + bend)])
+        wrist = elbow + 0.26 * fore_dir / np.linalg.norm(fore_dir)
+        hand_tip = wrist + 0.09 * (wrist - elbow) / np.linalg.norm(wrist - elbow)
+        bones += [
+            (f"shoulder.{side}", "spine.003", (sx * 0.02, -0.02, 1.43), tuple(shoulder)),
+            (f"upper_arm.{side}", f"shoulder.{side}", tuple(shoulder), tuple(elbow)),
+            (f"forearm.{side}", f"upper_arm.{side}", tuple(elbow), tuple(wrist)),
+            (f"hand.{side}", f"forearm.{side}", tuple(wrist), tuple(hand_tip)),
+        ]
+    names = [b[0] for b in bones]
+    rolls = rng.uniform(-np.pi, np.pi, len(bones)) if roll_seed is not None else np.zeros(len(bones))
+    rest = np.stack([bone_matrix(h, t, r) for (_, _, h, t), r in zip(bones, rolls)])
+    parents = [names.index(p) if p else -1 for _, p, _, _ in bones]
+    return Skeleton(names=names, parents=parents, rest=rest, basis=np.tile(np.eye(4), (len(bones), 1, 1)))
+
+
+def steady_analysis(seconds: float = 12.0, bpm: float = 120.0, beats_per_bar: int = 4, start: float = 0.5) -> MusicAnalysis:
+    """A piece with a steady beat, a crescendo over its first half and a diminuendo over its second."""
+    n = int(seconds * FPS)
+    t = np.arange(n) / FPS
+    end = seconds - 1.0
+    beats = np.arange(start, end, 60.0 / bpm)
+    loudness = np.clip(0.3 + 0.6 * np.sin(np.pi * t / end), 0, 1).astype(np.float32)
+    silent = t >= end
+    loudness[silent] = 0
+    return MusicAnalysis(
+        duration=seconds, beats=beats, downbeats=beats[::beats_per_bar], beats_per_bar=beats_per_bar, subdivision=2,
+        tempo_bpm=bpm, tempo=np.full(n, bpm, np.float32), loudness=loudness, level_db=(loudness - 1) * 36,
+        silent=silent, held=np.zeros(n, bool), onset=np.zeros(n, np.float32), tracker="synthetic",
+    )
