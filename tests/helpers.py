@@ -62,11 +62,12 @@ def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_be
     return Skeleton(names=names, parents=parents, rest=rest, basis=np.tile(np.eye(4), (len(bones), 1, 1)))
 
 
-def steady_analysis(seconds: float = 12.0, bpm: float = 120.0, beats_per_bar: int = 4, start: float = 0.5) -> MusicAnalysis:
-    """A piece with a steady beat, a crescendo over its first half and a diminuendo over its second."""
+def steady_analysis(seconds: float = 12.0, bpm: float = 120.0, beats_per_bar: int = 4, start: float = 0.5,
+                    tail: float = 1.0) -> MusicAnalysis:
+    """A piece with a steady beat, a crescendo over its first half, a diminuendo over its second, `tail` s of silence."""
     n = int(seconds * FPS)
     t = np.arange(n) / FPS
-    end = seconds - 1.0
+    end = seconds - tail
     beats = np.arange(start, end, 60.0 / bpm)
     loudness = np.clip(0.3 + 0.6 * np.sin(np.pi * t / end), 0, 1).astype(np.float32)
     silent = t >= end
@@ -76,3 +77,35 @@ def steady_analysis(seconds: float = 12.0, bpm: float = 120.0, beats_per_bar: in
         tempo_bpm=bpm, tempo=np.full(n, bpm, np.float32), loudness=loudness, level_db=(loudness - 1) * 36,
         silent=silent, held=np.zeros(n, bool), onset=np.zeros(n, np.float32), tracker="synthetic",
     )
+
+
+def click_music(seconds: float, bpm: float, beats_per_bar: int, sample_rate: int = 22050, stereo: bool = False,
+                crescendo: bool = True) -> np.ndarray:
+    """A chord with percussive beats: accented downbeats, a bass note and a chord change on each bar line."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    out = np.zeros_like(t)
+    period = 60.0 / bpm
+    chords = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6), (164.8, 207.7, 246.9)]
+    for k, start in enumerate(np.arange(0.25, seconds - 0.2, period)):
+        bar, beat = divmod(k, beats_per_bar)
+        idx = slice(int(start * sample_rate), int(min(seconds, start + period) * sample_rate))
+        local = t[idx] - start
+        decay = np.exp(-local * (4.0 if beat else 2.5))
+        accent = 1.0 if beat == 0 else 0.45
+        tone = sum(np.sin(2 * np.pi * f * local) for f in chords[bar % len(chords)]) / 3
+        out[idx] += accent * decay * tone
+        if beat == 0:
+            out[idx] += 0.8 * np.exp(-local * 6) * np.sin(2 * np.pi * 55.0 * local)
+        out[idx] += 0.3 * accent * np.exp(-local * 60) * rng.standard_normal(len(local))
+    if crescendo:
+        out *= 0.15 + 0.85 * np.clip(t / seconds, 0, 1)
+    out = (0.8 * out / np.abs(out).max()).astype(np.float32)
+    return np.stack([out, 0.9 * out], axis=1) if stereo else out
+
+
+def write_click_music(path, seconds=12.0, bpm=120.0, beats_per_bar=3, sample_rate=22050, stereo=False, **kwargs):
+    import soundfile
+
+    soundfile.write(str(path), click_music(seconds, bpm, beats_per_bar, sample_rate, stereo), sample_rate, **kwargs)
+    return path

@@ -130,7 +130,7 @@ class LibrosaTracker:
 
         env = spectral.onset.astype(np.float64)
         global_tempo = float(
-            librosa.feature.tempo(onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP, start_bpm=100)[0]
+            librosa.feature.tempo(onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP)[0]
         )
         local = librosa.feature.tempo(
             onset_envelope=env,
@@ -144,7 +144,7 @@ class LibrosaTracker:
         ratio = np.round(np.log2(local / global_tempo))
         local = median_filter(local / 2.0**ratio, size=int(4 * spectral.rate), mode="nearest")
         _, beats = librosa.beat.beat_track(
-            onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP, bpm=local, units="time", trim=True
+            onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP, bpm=local, units="time", trim=False
         )
         return BeatGrid(beats=np.asarray(beats, dtype=np.float64), tempo_bpm=global_tempo)
 

@@ -1,0 +1,131 @@
+"""The panel's Generate operator on the bpy module: what lands in the scene, and what must not on failure."""
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+
+from gm_blender_addon.blender import compat, rigs
+from gm_blender_addon.blender.scene import AUDIO_STRIP
+from gm_blender_addon.core.motion import JOINT
+from gm_blender_addon.pipeline import perform, solve_for_rig
+
+
+def _generate(scene, audio, **settings):
+    props = scene.gm_conductor
+    props.audio_path = str(audio)
+    for key, value in settings.items():
+        setattr(props, key, value)
+    return bpy.ops.gm.generate()
+
+
+def _scene_state(scene):
+    return {
+        "actions": sorted(a.name for a in bpy.data.actions),
+        "objects": sorted(o.name for o in bpy.data.objects),
+        "strips": sorted(s.name for s in compat.strips(scene)),
+        "markers": sorted((m.name, m.frame) for m in scene.timeline_markers),
+        "fps": scene.render.fps,
+        "range": (scene.frame_start, scene.frame_end),
+    }
+
+
+def test_generate_sets_up_the_scene_around_the_music(empty_scene, music_file):
+    assert _generate(empty_scene, music_file) == {"FINISHED"}
+    scene = empty_scene
+    assert scene.render.fps == 30 and scene.render.fps_base == 1.0
+    assert (scene.frame_start, scene.frame_end) == (1, math.ceil(14.0 * 30))
+    assert scene.sync_mode == "AUDIO_SYNC"
+    (strip,) = [s for s in compat.strips(scene) if s.name == AUDIO_STRIP]
+    assert strip.frame_start == 1 and strip.frame_final_duration == pytest.approx(14.0 * 30, abs=2)
+    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+    downbeats = perform(music_file).analysis.downbeats
+    assert [m.name for m in markers] == [f"Bar {n}" for n in range(1, len(downbeats) + 1)]
+    assert [m.frame for m in markers] == [1 + round(t * 30) for t in downbeats]
+    armature = scene.gm_conductor.armature
+    assert armature.type == "ARMATURE" and scene.camera is not None
+    animation = armature.animation_data
+    assert animation.action.name == "GM Conductor"
+    if compat.LAYERED_ACTIONS:
+        assert animation.action_slot is not None
+    assert f"{len(downbeats)} bars of 3/4" in scene.gm_conductor.last_result
+
+
+def test_evaluated_wrists_reach_the_lifted_targets(empty_scene, music_file):
+    scene = empty_scene
+    armature = rigs.append_bundled_rig(scene)
+    skeleton = rigs.snapshot(armature)
+    parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+    performance = perform(music_file, seed=2)
+    _, joints = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+    assert _generate(scene, music_file, seed=2, armature=armature) == {"FINISHED"}
+
+    errors = []
+    for frame in range(1, performance.motion.n_frames, 37):
+        scene.frame_set(frame)
+        pose = armature.pose.bones
+        for side, key in (("L", "left"), ("R", "right")):
+            shoulder = np.array(pose[parts[f"upper_arm.{side}"]].head)
+            wrist = np.array(pose[parts[f"hand.{side}"]].head)
+            target = joints[frame - 1, JOINT[f"{key}_wrist"]] - joints[frame - 1, JOINT[f"{key}_shoulder"]]
+            errors.append(np.linalg.norm((wrist - shoulder) - target))
+    assert max(errors) < 1e-4
+
+
+def test_generate_again_replaces_instead_of_piling_up(empty_scene, music_file):
+    assert _generate(empty_scene, music_file) == {"FINISHED"}
+    first = _scene_state(empty_scene)
+    assert _generate(empty_scene, music_file, seed=9) == {"FINISHED"}
+    second = _scene_state(empty_scene)
+    assert second == first
+    assert [a.name for a in bpy.data.actions] == ["GM Conductor"]
+
+
+def test_the_users_own_action_is_kept(empty_scene, music_file):
+    armature = rigs.append_bundled_rig(empty_scene)
+    own = bpy.data.actions.new("My take")
+    armature.animation_data_create().action = own
+    assert _generate(empty_scene, music_file, armature=armature) == {"FINISHED"}
+    assert own.use_fake_user and "My take" in bpy.data.actions
+
+
+def test_rig_missing_bones_is_refused_and_nothing_changes(empty_scene, music_file):
+    data = bpy.data.armatures.new("Stub")
+    armature = bpy.data.objects.new("Stub", data)
+    empty_scene.collection.objects.link(armature)
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="EDIT")
+    for name in ("spine", "upper_arm.L"):
+        bone = data.edit_bones.new(name)
+        bone.tail = (0, 0, 1)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    before = _scene_state(empty_scene)
+    with pytest.raises(RuntimeError, match=r"missing bones .*forearm\.L"):
+        _generate(empty_scene, music_file, armature=armature)
+    assert _scene_state(empty_scene) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100])
+def test_bad_audio_is_refused_and_nothing_changes(empty_scene, tmp_path, content):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    before = _scene_state(empty_scene)
+    with pytest.raises(RuntimeError, match="bad.wav"):
+        _generate(empty_scene, bad)
+    assert _scene_state(empty_scene) == before
+
+
+def test_bulk_keys_match_keyframe_insert(empty_scene):
+    from gm_blender_addon.blender.keyframes import build_rotation_action
+
+    armature = rigs.append_bundled_rig(empty_scene)
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(20, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    action, slot = build_rotation_action(armature, "bulk", {"hand.R": q})
+    compat.assign_action(armature, action, slot)
+    armature.pose.bones["hand.R"].rotation_mode = "QUATERNION"
+    for frame in (1, 7, 20):
+        empty_scene.frame_set(frame)
+        np.testing.assert_allclose(armature.pose.bones["hand.R"].rotation_quaternion, q[frame - 1], atol=1e-6)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import soundfile
+
+from gm_blender_addon.core.analysis import TRACKERS, analyse
+from gm_blender_addon.core.audio import load_audio
+from helpers import click_music
+
+
+def f_measure(estimated, reference, tolerance=0.07):
+    estimated, reference = np.asarray(estimated), np.asarray(reference)
+    if len(estimated) == 0 or len(reference) == 0:
+        return 0.0
+    hits = sum(np.min(np.abs(estimated - r)) <= tolerance for r in reference)
+    precision, recall = hits / len(estimated), hits / len(reference)
+    return 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.parametrize("bpm, per_bar", [(120.0, 3), (100.0, 4), (132.0, 2)])
+def test_beats_meter_and_downbeats_of_a_clear_pulse(tmp_path, bpm, per_bar):
+    path = tmp_path / "pulse.wav"
+    soundfile.write(str(path), click_music(16.0, bpm, per_bar), 22050)
+    analysis = analyse(load_audio(path))
+    truth = np.arange(0.25, 15.8, 60.0 / bpm)
+    assert f_measure(analysis.beats, truth) >= 0.9
+    assert analysis.tempo_bpm == pytest.approx(bpm, rel=0.04)
+    assert analysis.beats_per_bar == per_bar
+    assert f_measure(analysis.downbeats, truth[::per_bar]) >= 0.8
+
+
+def test_frames_are_30_fps_and_loudness_follows_the_crescendo(music_file):
+    analysis = analyse(load_audio(music_file))
+    assert analysis.n_frames == int(np.ceil(14.0 * 30))
+    for series in (analysis.loudness, analysis.tempo, analysis.silent, analysis.held, analysis.onset):
+        assert len(series) == analysis.n_frames
+    assert 0.0 <= analysis.loudness.min() and analysis.loudness.max() <= 1.0
+    early, late = analysis.loudness[30:120].mean(), analysis.loudness[-150:-30].mean()
+    assert late > early + 0.2
+
+
+def test_silence_in_the_middle_stops_the_beat_and_ends_sound(tmp_path):
+    music = click_music(8.0, 120.0, 4, crescendo=False)
+    gap = np.zeros(int(3.0 * 22050), np.float32)
+    path = tmp_path / "gap.wav"
+    soundfile.write(str(path), np.concatenate([music, gap, music, gap[:22050]]), 22050)
+    analysis = analyse(load_audio(path))
+    inside = (analysis.beats > 8.4) & (analysis.beats < 10.8)
+    assert not inside.any()
+    assert analysis.silent[int(9.5 * 30)] and not analysis.silent[int(4 * 30)]
+    assert analysis.sound_end == pytest.approx(19.0, abs=0.4)
+
+
+def test_unknown_tracker_is_refused(music_file):
+    with pytest.raises(ValueError, match="unknown beat tracker"):
+        analyse(load_audio(music_file), tracker="nope")
+    assert "librosa" in TRACKERS
