@@ -1,0 +1,104 @@
+"""`python -m gm_blender_addon generate` as a batch renderer runs it: outputs, messages and exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from helpers import write_click_music
+
+pytest.importorskip("bpy")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "gm_blender_addon", "generate", *map(str, args)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("in put")
+    write_click_music(folder / "Ständchen mit Leerzeichen.wav", seconds=6.0, bpm=100.0, beats_per_bar=4)
+    write_click_music(folder / "second.flac", seconds=5.0, bpm=120.0, beats_per_bar=3)
+    (folder / "broken.ogg").write_bytes(b"OggS" + b"\x00" * 300)
+    return folder
+
+
+def test_one_file_gives_a_blend_keypoints_and_an_mp4_with_sound(inputs, tmp_path):
+    audio = inputs / "Ständchen mit Leerzeichen.wav"
+    out = tmp_path / "ausgabe ü" / "take.blend"
+    result = run(audio, "--out", out, "--keypoints", tmp_path / "take.npz", "--render", tmp_path / "take.mp4",
+                 "--render-seconds", "1", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "bars of 4/4" in result.stdout
+    with np.load(tmp_path / "take.npz") as data:
+        assert data["keypoints"].shape == (180, 13, 2)
+    video = (tmp_path / "take.mp4").read_bytes()
+    assert b"avc1" in video and b"mp4a" in video
+
+
+def test_a_folder_is_done_file_by_file_and_a_bad_file_fails_the_run(inputs, tmp_path):
+    result = run(inputs, "--out", tmp_path / "blends")
+    assert result.returncode == 1
+    assert sorted(p.name for p in (tmp_path / "blends").iterdir()) == ["Ständchen mit Leerzeichen.blend", "second.blend"]
+    assert "[2/3] broken.ogg: FAILED" in result.stderr and "corrupt" in result.stderr
+    assert "1 of 3 input(s) failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.wav", "not found"),
+        (lambda d: write_click_music(d / "short.wav", seconds=1.0), "at least 2 s"),
+        (lambda d: soundfile.write(str(d / "quiet.wav"), np.zeros(22050 * 4), 22050) or d / "quiet.wav", "silent"),
+    ],
+)
+def test_unusable_audio_exits_non_zero_and_writes_nothing(tmp_path, make, message):
+    out = tmp_path / "out.blend"
+    result = run(make(tmp_path), "--out", out)
+    assert result.returncode == 1 and message in result.stderr
+    assert not out.exists()
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(inputs, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    result = run(inputs / "second.flac", "--out", blocker / "out.blend")
+    assert result.returncode == 2 and "not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--smoothing", "2"], "between 0 and 1"),
+        (["--render-seconds", "3"], "needs --render"),
+        (["--generator", "nope"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2(inputs, tmp_path, args, message):
+    result = run(inputs / "second.flac", "--out", tmp_path / "o.blend", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_rig_file_missing_bones_is_reported(inputs, tmp_path):
+    make_rig = (
+        "import bpy\n"
+        "bpy.ops.wm.read_factory_settings(use_empty=True)\n"
+        "arm = bpy.data.objects.new('Bare', bpy.data.armatures.new('Bare'))\n"
+        "bpy.context.scene.collection.objects.link(arm)\n"
+        "bpy.context.view_layer.objects.active = arm\n"
+        "bpy.ops.object.mode_set(mode='EDIT')\n"
+        "b = arm.data.edit_bones.new('spine'); b.tail = (0, 0, 1)\n"
+        "bpy.ops.object.mode_set(mode='OBJECT')\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / 'bare.blend')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", make_rig], check=True, capture_output=True)
+    result = run(inputs / "second.flac", "--out", tmp_path / "o.blend", "--rig", tmp_path / "bare.blend")
+    assert result.returncode == 1 and "missing bones" in result.stderr and "upper_arm.L" in result.stderr
+    assert not (tmp_path / "o.blend").exists()
