@@ -20,7 +20,7 @@ Values are comparable with published numbers where the formula is reproduced exa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 from scipy import linalg, signal
@@ -398,7 +398,7 @@ def mean_over(values: Iterable[float]) -> float:
     return float(np.nanmean(values)) if values.size and not np.all(np.isnan(values)) else float("nan")
 
 
-__all__: Sequence[str] = [
+__all__ = [
     "mse", "motion_sd", "sdp", "w_distance", "mean_psd", "rde", "strength_contour", "sce",
     "motion_features_fn", "sync_error", "stack_features", "frechet_distance", "FrechetDistanceError", "fgd",
     "feature_distance", "diversity", "music_beat_frames_90hz", "music_beat_times", "motion_speed",
