@@ -54,3 +54,15 @@ def test_unknown_tracker_is_refused(music_file):
     with pytest.raises(ValueError, match="unknown beat tracker"):
         analyse(load_audio(music_file), tracker="nope")
     assert "librosa" in TRACKERS
+
+
+def test_the_demo_is_read_as_6_8_on_its_true_beats():
+    import json
+
+    from gm_blender_addon.resources import demo_audio_file
+
+    labels = json.loads(demo_audio_file().with_name("demo_labels.json").read_text())
+    analysis = analyse(load_audio(demo_audio_file()))
+    assert analysis.meter == labels["meter"] == "6/8"
+    assert f_measure(analysis.beats, labels["beats"]) >= 0.9
+    assert f_measure(analysis.downbeats, labels["downbeats"]) >= 0.8

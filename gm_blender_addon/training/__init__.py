@@ -1,0 +1,1 @@
+"""Offline tools that build training and evaluation material (no bpy)."""
