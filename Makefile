@@ -12,6 +12,8 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# tinysoundfont declares pyaudio for live playback only; building it needs PortAudio's C headers.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps tinysoundfont==0.3.7
 	touch $@
 
 demo: $(STAMP)

@@ -10,9 +10,11 @@ _generator_items: list[tuple[str, str, str]] = []
 
 
 def generator_items(_self, _context):
-    # Blender keeps only pointers to these strings: the list must outlive the call.
+    # Blender keeps only pointers to these strings: the list must outlive the call. Generators that need no weights
+    # come first, so a new scene defaults to one that works out of the box.
     if not _generator_items:
-        _generator_items.extend((n, registry.get(n).label, registry.get(n).description) for n in registry.names())
+        specs = sorted((registry.get(n) for n in registry.names()), key=lambda s: (s.needs_checkpoint, s.name))
+        _generator_items.extend((s.name, s.label, s.description) for s in specs)
     return _generator_items
 
 

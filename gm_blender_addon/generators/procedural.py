@@ -140,7 +140,7 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
     per_bar = analysis.beats_per_bar if analysis.beats_per_bar in PATTERNS else 4
     pattern = np.array(PATTERNS[per_bar])
     positions = _bar_positions(analysis)
-    centre = np.array([0.40, 0.545 + style.plane_height, style.reach])
+    centre = np.array([0.40, 0.52 + style.plane_height, style.reach])
     loud = gaussian_smooth(analysis.loudness, 0.5 * FPS)
     held = gaussian_smooth(analysis.held.astype(np.float64), 0.3 * FPS)
 
