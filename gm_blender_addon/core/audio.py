@@ -79,7 +79,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Audio:
         ) from exc
 
     resampler = None if info.samplerate == sample_rate else soxr.ResampleStream(info.samplerate, sample_rate, 1, "float32", "HQ")
-    pieces = []
+    # Filled in place: joining decoded blocks at the end would hold the whole piece twice.
+    samples = np.empty(int(np.ceil(info.frames * sample_rate / info.samplerate)) + _READ_BLOCK, dtype=np.float32)
+    filled = 0
     try:
         with sf.SoundFile(str(path)) as handle:
             while True:
@@ -88,12 +90,15 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Audio:
                 mono = block.mean(axis=1, dtype=np.float32)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)
-                pieces.append(mono)
+                if filled + len(mono) > len(samples):
+                    samples = np.resize(samples, filled + len(mono) + _READ_BLOCK)
+                samples[filled : filled + len(mono)] = mono
+                filled += len(mono)
                 if last:
                     break
     except Exception as exc:
         raise AudioError(f"{path.name} could not be decoded completely ({exc}); the file is probably damaged.") from exc
-    samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    samples = samples[:filled]
 
     duration = len(samples) / sample_rate
     if duration < MIN_DURATION:
