@@ -1,11 +1,12 @@
 # `make demo`: set up .venv and conduct the bundled demo (out/demo.blend, out/demo.mp4).
 # `make test`: set up .venv and run the whole test suite. Both are safe to run again.
+# `make addon`: the Blender extension zips, one per platform, in dist/.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench addon
 
 setup: $(STAMP)
 
@@ -25,3 +26,6 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/backbone.py
+
+addon: $(STAMP)
+	$(PY) build_addon.py --out dist

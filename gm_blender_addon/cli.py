@@ -1,6 +1,9 @@
 """Headless command line: the same functions the panel's operators call, one .blend per audio file.
 
     python -m gm_blender_addon generate AUDIO... --out OUT.blend [options]
+    python -m gm_blender_addon capture VIDEO --out OUT.npz [--smoothing S] [--audio-out OUT.wav | --no-audio]
+    python -m gm_blender_addon compare GENERATED.npz CAPTURED.npz [--audio MUSIC] --out DIR [--m2snet PATH]
+    python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME]
     blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
 
 Exit codes: 0 everything done, 1 at least one input failed (the others are still done), 2 bad arguments.
@@ -50,7 +53,127 @@ def _build_parser() -> argparse.ArgumentParser:
             if option.name not in seen:
                 seen.add(option.name)
                 gen.add_argument(f"--{option.name.replace('_', '-')}", dest=f"opt_{option.name}", type=option.type, help=f"[{name}] {option.help}")
+    ana = commands.add_parser("analyze", help="audio file → beats, downbeats, meter and tempo as JSON")
+    ana.add_argument("audio", type=Path)
+    ana.add_argument("--json", type=Path, help="output file (default: standard output)")
+    ana.add_argument("--tracker", default="auto", help="'auto' (trained tracker when installed), 'tcn' or 'librosa'")
+    _add_capture_commands(commands)
     return parser
+
+
+def _add_capture_commands(commands) -> None:
+    cap = commands.add_parser("capture", help="video of a performer → keypoints .npz (+ its audio as .wav)")
+    cap.add_argument("video", type=Path)
+    cap.add_argument("--out", required=True, type=Path, help="output keypoints .npz")
+    cap.add_argument("--smoothing", type=float, default=0.5, help="jitter filter strength, 0 (none) … 1; default 0.5")
+    cap.add_argument("--audio-out", type=Path, help="where to write the video's audio (default: OUT with .wav)")
+    cap.add_argument("--no-audio", action="store_true", help="do not extract the audio track")
+    cap.add_argument("--progress", choices=("text", "json"), default="text", help="json: one JSON object per line on stdout")
+    com = commands.add_parser("compare", help="generated vs captured keypoints → metrics (JSON, CSV) and plots (PNG)")
+    com.add_argument("generated", type=Path, help="keypoints .npz of the generated conductor")
+    com.add_argument("captured", type=Path, help="keypoints .npz of the captured performer")
+    com.add_argument("--audio", type=Path, help="the music both perform (for BC, loudness and tempo)")
+    com.add_argument("--out", required=True, type=Path, help="output folder")
+    com.add_argument("--m2snet", type=Path, help="M2S-Net weights, for SE and FGD")
+    com.add_argument("--video", type=Path, help="the captured video (default: the one named in CAPTURED.npz)")
+    com.add_argument("--motiongram-seconds", type=float, default=10.0, help="length of the motiongrams; default 10")
+    com.add_argument("--no-rig-renders", action="store_true", help="skip rendering the rigs for their motiongrams")
+
+
+def _run_capture(args) -> int:
+    import json
+
+    from .core.capture import CaptureError, capture
+
+    if not 0.0 <= args.smoothing <= 1.0:
+        raise UsageError(f"--smoothing must be between 0 and 1, got {args.smoothing}.")
+    if args.no_audio and args.audio_out:
+        raise UsageError("--no-audio and --audio-out contradict each other.")
+    _writable_target(args.out, folder=False, what="out")
+    audio_out = None if args.no_audio else (args.audio_out or args.out.with_suffix(".wav"))
+    if args.progress == "json":
+        def progress(fraction: float, message: str) -> None:
+            print(json.dumps({"progress": round(fraction, 4), "message": message}), flush=True)
+    else:
+        progress = _ProgressLine(f"{args.video.name}:")
+    try:
+        result = capture(args.video, smoothing=args.smoothing, audio_out=audio_out, progress=progress)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        result.motion.save(args.out)
+    except (CaptureError, OSError) as exc:
+        if args.progress == "text":
+            progress.done()
+        print(f"{args.video.name}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    if args.progress == "json":
+        print(json.dumps({"done": str(args.out), "summary": result.report.summary(), "warnings": result.report.warnings}))
+    else:
+        progress.done()
+        print(f"{args.video.name}: {args.out} ({result.motion.n_frames} frames at 30 fps; {result.report.summary()})")
+        for warning in result.report.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _run_compare(args) -> int:
+    from .core.compare import CompareError, compare_files
+
+    _writable_target(args.out, folder=True, what="out")
+    if args.motiongram_seconds <= 0:
+        raise UsageError("--motiongram-seconds must be positive.")
+    renderer = None
+    if not args.no_rig_renders:
+        from .blender.performer import render_rig_motiongrams as renderer
+    try:
+        result = compare_files(
+            args.generated, args.captured, args.out, audio=args.audio, m2snet=args.m2snet, video=args.video,
+            motiongram_seconds=args.motiongram_seconds, rig_motiongrams=renderer, progress=_ProgressLine("compare:"),
+        )
+    except INPUT_ERRORS + (CompareError,) as exc:
+        print(f"compare: FAILED: {exc}", file=sys.stderr)
+        return 1
+    width = max(len(name) for name, _ in result.comparison.rows())
+    for name, value in result.comparison.rows():
+        print(f"{name:<{width}}  {value}")
+    for path in result.files:
+        print(path)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _run_analyze(args) -> int:
+    import json
+
+    from .core.analysis import TRACKERS, analyse
+    from .core.audio import load_audio
+    from .core.tracker import TrackerWeightsError
+    from .weights import WeightsError
+
+    if args.tracker != "auto" and args.tracker not in TRACKERS:
+        raise UsageError(f"--tracker must be auto or one of {', '.join(TRACKERS)}; got {args.tracker!r}.")
+    if args.json is not None:
+        _writable_target(args.json, folder=False, what="json")
+    try:
+        analysis = analyse(load_audio(args.audio), tracker=args.tracker)
+    except (AudioError, AnalysisError, TrackerWeightsError, WeightsError) as exc:
+        print(f"{args.audio.name}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    result = {
+        "beats": [round(float(t), 4) for t in analysis.beats],
+        "downbeats": [round(float(t), 4) for t in analysis.downbeats],
+        "beats_per_bar": analysis.beats_per_bar,
+        "tempo": round(analysis.tempo_bpm, 2),
+        "meter": analysis.meter,
+        "tracker": analysis.tracker,
+    }
+    text = json.dumps(result) + "\n"
+    if args.json is None:
+        sys.stdout.write(text)
+    else:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    return 0
 
 
 def _collect_audio(paths: list[Path]) -> list[Path]:
@@ -146,12 +269,13 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, progress: _Prog
     applied = scene.apply_performance(current, armature, performance, rig_map, args.smoothing)
     if current.camera is None:
         rigs.frame_camera(current, armature)
+    scene.configure_look(current)
     paths["out"].parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(paths["out"]), compress=True)
     if paths["render"]:
         progress(0.95, "Rendering")
         paths["render"].parent.mkdir(parents=True, exist_ok=True)
-        scene.configure_render(current, paths["render"], args.render_seconds)
+        scene.configure_video_output(current, paths["render"], args.render_seconds)
         bpy.ops.render.render(animation=True)
     a = performance.analysis
     return f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames"
@@ -202,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _run_generate(args)
+        if args.command == "analyze":
+            return _run_analyze(args)
+        if args.command == "capture":
+            return _run_capture(args)
+        if args.command == "compare":
+            return _run_compare(args)
     except UsageError as exc:
         parser.error(str(exc))  # exits 2
     return 2

@@ -15,7 +15,7 @@ from .core.analysis import DEFAULT_TRACKER, MusicAnalysis, Progress, analyse
 from .core.audio import Audio, load_audio
 from .core.lift import lift
 from .core.motion import Motion
-from .core.retarget import Skeleton, proportions, solve
+from .core.retarget import Skeleton, proportions, solve, to_armature_space
 from .generators import registry
 
 
@@ -61,5 +61,5 @@ def perform(
 
 def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`."""
-    joints = lift(motion, proportions(skeleton, parts), smoothing=smoothing)
+    joints = to_armature_space(lift(motion, proportions(skeleton, parts), smoothing=smoothing), skeleton, parts)
     return solve(joints, skeleton, parts), joints

@@ -1,8 +1,9 @@
 """Build rigs/conductor_rig.blend, the conductor mannequin bundled with Gesture Maestro.
 
-Run it with the project's bpy-as-a-module interpreter:
+Run it with the oldest Blender the add-on supports, so that every supported version can read the file (a .blend
+saved by 5.0 has a header 4.2 cannot read); tests/run_blender_versions.sh sets up that bpy-as-a-module venv:
 
-    .venv/bin/python rigs/build_conductor_rig.py
+    .venv-bpy42/bin/python rigs/build_conductor_rig.py
 
 The build starts from factory settings, so the saved file depends on this script
 alone. Bump RIG_VERSION whenever the output changes: the tests compare it with the
@@ -354,6 +355,8 @@ def build_materials() -> None:
         material = bpy.data.materials.new(name)
         material.diffuse_color = (*colour, 1.0)
         material.roughness = roughness
+        if material.node_tree is None:  # 4.x makes materials without nodes; 5.0 always gives them a tree
+            material.use_nodes = True
         bsdf = material.node_tree.nodes["Principled BSDF"]
         bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
         bsdf.inputs["Roughness"].default_value = roughness
@@ -700,6 +703,8 @@ def build_stage(scene: bpy.types.Scene, collection: bpy.types.Collection) -> Non
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
     world.color = WORLD_GREY
+    if world.node_tree is None:  # as for materials
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (*WORLD_GREY, 1.0)
 
 

@@ -62,6 +62,13 @@ def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_be
     return Skeleton(names=names, parents=parents, rest=rest, basis=np.tile(np.eye(4), (len(bones), 1, 1)))
 
 
+def blender_has_audio() -> bool:
+    """False for Blender builds without audio (the bpy 4.2 wheel): no sound strips, no sound in renders."""
+    import bpy
+
+    return bpy.app.build_options.audaspace
+
+
 def steady_analysis(seconds: float = 12.0, bpm: float = 120.0, beats_per_bar: int = 4, start: float = 0.5,
                     tail: float = 1.0) -> MusicAnalysis:
     """A piece with a steady beat, a crescendo over its first half, a diminuendo over its second, `tail` s of silence."""

@@ -1,27 +1,62 @@
-"""Operators: each execute() calls the pure pipeline, then the scene layer, and reports."""
+"""Operators: each calls the pure pipeline, then the scene layer, and reports.
+
+Generate runs the pipeline in a worker thread when there is a UI (invoke → modal), with progress in the status bar
+and Esc to cancel; the keys are written on the main thread when it is done. Headless, and from scripts, execute()
+runs the same steps synchronously. Either way the scene changes only at the end, as one undo step.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..cli import INPUT_ERRORS
+from ..core.retarget import RigMap
+from ..weights import WeightsError
+from . import rig_maps, rigs
+from .preferences import checkpoint_for
 from .rigs import RigFileError
+from .worker import Cancelled, Job
+
+POLL_INTERVAL = 0.1  # seconds between the modal timer's looks at the worker
+PIPELINE_SHARE = 0.85  # of the progress bar; keying the rig takes the rest
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What Generate was asked, read from the scene on the main thread: plain data the worker may use."""
+
+    audio: Path
+    generator: str
+    seed: int
+    checkpoint: Path | None
+    smoothing: float
+
+    def perform(self, progress):
+        from .. import pipeline
+
+        return pipeline.perform(
+            self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint,
+            progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
+        )
 
 
 class _Progress:
-    """Pipeline progress shown in the status bar and on the cursor."""
+    """Progress shown in the status bar (with the percentage) and on the cursor."""
 
-    def __init__(self, context):
+    def __init__(self, context, hint: str = ""):
         self.window_manager = context.window_manager
         self.workspace = context.workspace
+        self.hint = hint
         self.window_manager.progress_begin(0, 100)
 
     def __call__(self, fraction: float, message: str) -> None:
         self.window_manager.progress_update(int(100 * fraction))
         if self.workspace is not None:
-            self.workspace.status_text_set(f"Gesture Maestro: {message}")
+            self.workspace.status_text_set(f"Gesture Maestro: {message} ({100 * fraction:.0f}%){self.hint}")
 
     def end(self) -> None:
         self.window_manager.progress_end()
@@ -35,6 +70,15 @@ def _remove_collection(collection) -> None:
     bpy.data.collections.remove(collection)
 
 
+def target_armature(context):
+    """The armature the panel works on: the one chosen in the panel, else the active object if it is one."""
+    chosen = context.scene.gm_conductor.armature
+    if chosen is not None:
+        return chosen
+    active = context.active_object
+    return active if active is not None and active.type == "ARMATURE" else None
+
+
 class GM_OT_generate(bpy.types.Operator):
     """Analyse the music and animate the conductor to it"""
 
@@ -42,39 +86,116 @@ class GM_OT_generate(bpy.types.Operator):
     bl_label = "Generate Conductor"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context):
-        from .. import pipeline
-        from . import rigs, scene
+    # One generation at a time: the job of the modal operator that is running, if any.
+    running: Job | None = None
 
+    @classmethod
+    def poll(cls, context):
+        return cls.running is None
+
+    def _request(self, context) -> GenerateRequest | None:
+        """The request, or None after reporting why it cannot run. A chosen rig that does not fit is refused now
+        rather than after the music has been analysed."""
         settings = context.scene.gm_conductor
         if not settings.audio_path:
             self.report({"ERROR"}, "Choose an audio file first.")
+            return None
+        try:
+            if settings.armature is not None:
+                rigs.rig_map_for(settings.armature)
+            checkpoint = checkpoint_for(settings.generator, settings.checkpoint)
+        except INPUT_ERRORS + (WeightsError,) as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        return GenerateRequest(
+            audio=Path(bpy.path.abspath(settings.audio_path)),
+            generator=settings.generator,
+            seed=settings.seed,
+            checkpoint=checkpoint,
+            smoothing=settings.smoothing,
+        )
+
+    def execute(self, context):
+        request = self._request(context)
+        if request is None:
             return {"CANCELLED"}
         progress = _Progress(context)
+        try:
+            performance = request.perform(progress)
+            progress(PIPELINE_SHARE, "Keying the rig")
+            return self._apply(context, request, performance)
+        except INPUT_ERRORS as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            progress.end()
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        request = self._request(context)
+        if request is None:
+            return {"CANCELLED"}
+        self.request = request
+        self.progress = _Progress(context, hint=" — Esc to cancel")
+        self.job = GM_OT_generate.running = Job(request.perform).start()
+        self.timer = context.window_manager.event_timer_add(POLL_INTERVAL, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _stop_waiting(self, context) -> None:
+        context.window_manager.event_timer_remove(self.timer)
+        self.progress.end()
+        GM_OT_generate.running = None
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self.job.cancel()
+            self._stop_waiting(context)
+            self.report({"INFO"}, "Generation cancelled.")
+            return {"CANCELLED"}
+        if event.type != "TIMER" or not self.job.done:
+            if event.type == "TIMER":
+                self.progress(*self.job.progress)
+                for area in context.screen.areas if context.screen else ():
+                    if area.type == "VIEW_3D":
+                        area.tag_redraw()  # the panel shows the step too
+            return {"PASS_THROUGH"}
+        self._stop_waiting(context)
+        try:
+            performance = self.job.result()
+            return self._apply(context, self.request, performance)
+        except Cancelled:
+            return {"CANCELLED"}
+        except INPUT_ERRORS as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+
+    def cancel(self, context):
+        # Blender ends modal operators this way when the file is closed or the window goes.
+        self.job.cancel()
+        self._stop_waiting(context)
+
+    def _apply(self, context, request: GenerateRequest, performance) -> set[str]:
+        """Key the rig (appending the bundled one if none is chosen) on the main thread."""
+        from . import scene
+
+        settings = context.scene.gm_conductor
+        armature = settings.armature
         appended = None
         try:
-            performance = pipeline.perform(
-                Path(bpy.path.abspath(settings.audio_path)),
-                settings.generator,
-                seed=settings.seed,
-                checkpoint=bpy.path.abspath(settings.checkpoint) if settings.checkpoint else None,
-                progress=lambda fraction, message: progress(0.85 * fraction, message),
-            )
-            progress(0.9, "Keying the rig")
-            armature = settings.armature
             if armature is None:
                 armature = rigs.append_bundled_rig(context.scene)
                 appended = armature.users_collection[0]
-            applied = scene.apply_performance(
-                context.scene, armature, performance, rigs.rig_map_for(armature, settings.rig_map or None), settings.smoothing
-            )
+            rig_map = rigs.rig_map_for(armature)
+            applied = scene.apply_performance(context.scene, armature, performance, rig_map, request.smoothing)
         except INPUT_ERRORS + (RigFileError,) as exc:
             if appended is not None:
                 _remove_collection(appended)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        finally:
-            progress.end()
+        if rig_maps.stored(armature) is None:
+            rig_maps.store(armature, rig_map)  # shown in the panel from now on, to edit if needed
         settings.armature = armature
         analysis = performance.analysis
         settings.last_result = (
@@ -82,3 +203,130 @@ class GM_OT_generate(bpy.types.Operator):
         )
         self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}")
         return {"FINISHED"}
+
+
+def _report_fit(operator, armature, rig_map: RigMap) -> None:
+    missing = rig_map.missing([b.name for b in armature.data.bones])
+    if missing:
+        operator.report(
+            {"WARNING"},
+            f"Rig map '{rig_map.name}' is the closest, but {armature.name} has no {', '.join(missing)}: "
+            "choose its bones in the Rig Map panel.",
+        )
+    else:
+        operator.report({"INFO"}, f"Rig map '{rig_map.name}' fits {armature.name}.")
+
+
+class _RigMapOperator:
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return target_armature(context) is not None
+
+
+class GM_OT_rig_map_detect(_RigMapOperator, bpy.types.Operator):
+    """Choose the rig map that fits this armature's bone names; list the bones it still needs"""
+
+    bl_idname = "gm.rig_map_detect"
+    bl_label = "Detect Rig Map"
+
+    def execute(self, context):
+        armature = target_armature(context)
+        rig_map = rigs.closest_map(armature)
+        rig_maps.store(armature, rig_map)
+        _report_fit(self, armature, rig_map)
+        return {"FINISHED"}
+
+
+# Every list of items handed to Blender, kept: Blender holds pointers to their strings, not the strings.
+_map_items: list[list[tuple[str, str, str]]] = []
+
+
+def _available_map_items(_self, _context):
+    items = [(m.name, m.name, m.description) for m in rigs.available_maps()]
+    if not _map_items or _map_items[-1] != items:
+        _map_items.append(items)
+    return _map_items[-1]
+
+
+class GM_OT_rig_map_apply(_RigMapOperator, bpy.types.Operator):
+    """Use a built-in or saved rig map for this armature"""
+
+    bl_idname = "gm.rig_map_apply"
+    bl_label = "Use Rig Map"
+
+    map: bpy.props.EnumProperty(name="Rig Map", items=_available_map_items)
+
+    def execute(self, context):
+        armature = target_armature(context)
+        rig_map = {m.name: m for m in rigs.available_maps()}[self.map]
+        rig_maps.store(armature, rig_map)
+        _report_fit(self, armature, rig_map)
+        return {"FINISHED"}
+
+
+class GM_OT_rig_map_load(_RigMapOperator, ImportHelper, bpy.types.Operator):
+    """Load a rig map (.json) for this armature"""
+
+    bl_idname = "gm.rig_map_load"
+    bl_label = "Load Rig Map"
+
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        folder = rig_maps.user_maps_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.filepath = str(folder) + "/"
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        armature = target_armature(context)
+        try:
+            rig_map = RigMap.load(self.filepath)
+        except INPUT_ERRORS as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        rig_maps.store(armature, rig_map)
+        _report_fit(self, armature, rig_map)
+        return {"FINISHED"}
+
+
+class GM_OT_rig_map_save(_RigMapOperator, ExportHelper, bpy.types.Operator):
+    """Save this armature's rig map (.json) to use again on other rigs; saved maps are offered and detected like the
+    built-in ones"""
+
+    bl_idname = "gm.rig_map_save"
+    bl_label = "Save Rig Map"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        armature = target_armature(context)
+        return armature is not None and rig_maps.stored(armature) is not None
+
+    def invoke(self, context, event):
+        folder = rig_maps.user_maps_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.filepath = str(folder / f"{bpy.path.clean_name(target_armature(context).gm_rig_map.name or 'rig')}.json")
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        rig_map = rig_maps.stored(target_armature(context))
+        path = Path(self.filepath)
+        if not rig_map.name:
+            rig_map.name = path.stem
+        try:
+            rig_map.save(path)
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot save {path}: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved rig map '{rig_map.name}' to {path}")
+        return {"FINISHED"}
+
+
+CLASSES = (GM_OT_generate, GM_OT_rig_map_detect, GM_OT_rig_map_apply, GM_OT_rig_map_load, GM_OT_rig_map_save)

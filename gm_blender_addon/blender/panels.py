@@ -1,10 +1,13 @@
-"""The Conductor tab in the 3D viewport's sidebar."""
+"""The Conductor tab in the 3D viewport's sidebar: generating, and the rig map of the armature being animated."""
 
 from __future__ import annotations
 
 import bpy
 
+from ..core.retarget import REQUIRED
 from ..generators import registry
+from . import rig_maps
+from .operators import GM_OT_generate, target_armature
 
 
 class GM_PT_conductor(bpy.types.Panel):
@@ -21,12 +24,64 @@ class GM_PT_conductor(bpy.types.Panel):
         layout.use_property_decorate = False
         layout.prop(settings, "audio_path")
         layout.prop(settings, "generator")
-        if settings.generator and registry.get(settings.generator).needs_checkpoint:
+        if registry.get(settings.generator).needs_checkpoint:
             layout.prop(settings, "checkpoint")
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
         layout.prop(settings, "armature")
-        layout.prop(settings, "rig_map")
-        layout.operator("gm.generate", icon="PLAY")
+        if GM_OT_generate.running is None:
+            layout.operator("gm.generate", icon="PLAY")
+        else:
+            fraction, message = GM_OT_generate.running.progress
+            layout.label(text=f"{message} ({100 * fraction:.0f}%), Esc to cancel", icon="SORTTIME")
         if settings.last_result:
             layout.label(text=settings.last_result, icon="INFO")
+
+
+class GM_PT_rig_map(bpy.types.Panel):
+    bl_label = "Rig Map"
+    bl_idname = "GM_PT_rig_map"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Conductor"
+    bl_parent_id = "GM_PT_conductor"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        armature = target_armature(context)
+        if armature is None:
+            layout.label(text="No armature: Generate adds the bundled conductor.", icon="INFO")
+            return
+        row = layout.row(align=True)
+        row.label(text=armature.name, icon="ARMATURE_DATA")
+        row.operator("gm.rig_map_detect", text="", icon="VIEWZOOM")
+        row.operator_menu_enum("gm.rig_map_apply", "map", text="", icon="PRESET")
+        row.operator("gm.rig_map_load", text="", icon="FILEBROWSER")
+        row.operator("gm.rig_map_save", text="", icon="FILE_TICK")
+        rig_map = rig_maps.stored(armature)
+        if rig_map is None:
+            layout.label(text="Detected from the bone names when generating.")
+            return
+        settings = armature.gm_rig_map
+        layout.prop(settings, "name")
+        bone_names = [b.name for b in armature.data.bones]
+        missing = set(rig_map.missing(bone_names)) | {p for p in REQUIRED if p not in rig_map.bones}
+        if missing:
+            layout.label(text=f"Missing: {', '.join(sorted(missing))}", icon="ERROR")
+        column = layout.column(align=True)
+        for entry in settings.bones:
+            row = column.row(align=True)
+            row.alert = entry.bone in missing or entry.part in missing
+            row.prop_search(entry, "bone", armature.data, "bones", text=entry.part)
+        if settings.switches:
+            layout.label(text="Switches held while the action plays:")
+            for switch in settings.switches:
+                row = layout.row(align=True)
+                row.alert = switch.bone in missing
+                row.prop_search(switch, "bone", armature.data, "bones", text="")
+                row.prop(switch, "property", text="")
+                row.prop(switch, "value", text="")
+
+
+CLASSES = (GM_PT_conductor, GM_PT_rig_map)

@@ -18,6 +18,30 @@ def generator_items(_self, _context):
     return _generator_items
 
 
+# A scene that has not chosen a generator or smoothing shows the preferences' defaults. A choice is kept by name:
+# the enum's values are positions in the list, which change when a generator is added.
+def _get_generator(self) -> int:
+    from .preferences import default_generator
+
+    names = [item[0] for item in generator_items(self, None)]
+    name = self.get("generator_name", default_generator())
+    return names.index(name) if name in names else 0
+
+
+def _set_generator(self, value: int) -> None:
+    self["generator_name"] = generator_items(self, None)[value][0]
+
+
+def _get_smoothing(self) -> float:
+    from .preferences import default_smoothing
+
+    return self.get("smoothing", default_smoothing())
+
+
+def _set_smoothing(self, value: float) -> None:
+    self["smoothing"] = value
+
+
 def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
@@ -26,20 +50,19 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
     audio_path: bpy.props.StringProperty(
         name="Audio", description="Music to conduct (wav, flac, ogg, mp3)", subtype="FILE_PATH"
     )
-    generator: bpy.props.EnumProperty(name="Generator", items=generator_items)
+    generator: bpy.props.EnumProperty(
+        name="Generator", items=generator_items, get=_get_generator, set=_set_generator
+    )
     checkpoint: bpy.props.StringProperty(
         name="Checkpoint", description="Weights file for generators that need one", subtype="FILE_PATH"
     )
     seed: bpy.props.IntProperty(name="Seed", description="Different seeds give different performances", min=0)
     smoothing: bpy.props.FloatProperty(
-        name="Smoothing", description="How much to smooth the motion before keying", default=0.2, min=0.0, max=1.0,
-        subtype="FACTOR",
+        name="Smoothing", description="How much to smooth the motion before keying", min=0.0, max=1.0,
+        subtype="FACTOR", get=_get_smoothing, set=_set_smoothing,
     )
     armature: bpy.props.PointerProperty(
         name="Armature", description="Rig to animate; empty adds the bundled conductor", type=bpy.types.Object,
         poll=_is_armature,
-    )
-    rig_map: bpy.props.StringProperty(
-        name="Rig Map", description="Rig map name or .json file; empty detects it from the bone names"
     )
     last_result: bpy.props.StringProperty(name="Last Result", options={"SKIP_SAVE"})

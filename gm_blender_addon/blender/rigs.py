@@ -8,9 +8,15 @@ import bpy
 import numpy as np
 
 from .. import resources
-from ..core.retarget import RigMap, RigMapError, Skeleton, builtin_maps, detect_map
+from ..core.retarget import Follow, RigMap, RigMapError, Skeleton, builtin_maps, detect_map
+from . import rig_maps
 
 BUNDLED_COLLECTION = "Conductor"
+# The bundled rig's map; the bundled rig says so in its "gm_rig" property. Other armatures with the same (Rigify
+# metarig) bone names get the Rigify metarig map instead.
+BUNDLED_MAP = "bundled"
+# Constraints that make a bone follow another, as the solver models them (see core.retarget.Follow).
+FOLLOWING = {"COPY_ROTATION": True, "COPY_TRANSFORMS": False}  # type → rotation only
 
 
 class RigFileError(ValueError):
@@ -41,6 +47,32 @@ def append_bundled_rig(scene):
     if cameras and scene.camera is None:
         scene.camera = cameras[0]
     return armatures[0]
+
+
+def append_bundled_copy(scene, name: str, location: tuple[float, float, float]):
+    """The bundled conductor once more, for a second performer: its collection and objects renamed after `name`
+    ("Conductor_Body" → "<name>_Body"), its armature at `location`, and without the camera and lights, which the
+    scene already has from the first copy. Returns the armature object."""
+    path = resources.bundled_rig_file()
+    if not path.is_file():
+        raise RigFileError(f"The bundled rig is missing ({path}); reinstall the add-on.")
+    with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
+        if BUNDLED_COLLECTION not in source.collections:
+            raise RigFileError(f"{path.name} has no '{BUNDLED_COLLECTION}' collection; reinstall the add-on.")
+        loaded.collections = [BUNDLED_COLLECTION]
+    collection = loaded.collections[0]
+    for obj in list(collection.all_objects):
+        if obj.type in {"CAMERA", "LIGHT"}:
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            (bpy.data.cameras if isinstance(data, bpy.types.Camera) else bpy.data.lights).remove(data)
+    collection.name = name
+    for obj in collection.all_objects:
+        obj.name = obj.name.split(".")[0].replace(BUNDLED_COLLECTION, name, 1)
+    scene.collection.children.link(collection)
+    armature = _armature_in(collection.all_objects)[0]
+    armature.location = location
+    return armature
 
 
 def append_rig_file(scene, path: str | Path):
@@ -82,33 +114,76 @@ def append_rig_file(scene, path: str | Path):
     return armature
 
 
+def _follows(armature, pose_bone, index: dict[str, int]) -> tuple[Follow, ...]:
+    """The pose bone's Copy Rotation / Copy Transforms constraints on bones of its own armature, in stack order.
+
+    Only what the solver can model is read: world-to-world or local-to-local, replacing, on all axes. Influence is
+    read as it stands, so values driven by rig switches (Rigify's follow sliders) count as currently set.
+    """
+    follows = []
+    for c in pose_bone.constraints:
+        if c.type not in FOLLOWING or c.mute or c.influence <= 0.0 or c.target != armature or c.subtarget not in index:
+            continue
+        if c.mix_mode != "REPLACE" or c.owner_space != c.target_space or c.owner_space not in {"WORLD", "LOCAL"}:
+            continue
+        if c.type == "COPY_ROTATION" and (
+            not (c.use_x and c.use_y and c.use_z) or c.invert_x or c.invert_y or c.invert_z
+        ):
+            continue
+        follows.append(Follow(index[c.subtarget], float(c.influence), FOLLOWING[c.type], c.owner_space == "LOCAL"))
+    return tuple(follows)
+
+
 def snapshot(armature) -> Skeleton:
-    """The armature's rest and current pose as plain arrays for the solver."""
+    """The armature's rest and current pose as plain arrays for the solver, in world units.
+
+    Rigs imported from FBX often carry their size in the object's scale (0.01 for centimetre bones); lifting
+    works in metres, so lengths are scaled by the object's scale. Rotations do not change.
+    """
     bones = list(armature.data.bones)
     names = [b.name for b in bones]
     index = {name: i for i, name in enumerate(names)}
+    scale = float(np.mean(np.abs(armature.matrix_world.to_scale())))
     rest = np.array([np.array(b.matrix_local) for b in bones])
     basis = np.array([np.array(armature.pose.bones[b.name].matrix_basis) for b in bones])
+    rest[:, :3, 3] *= scale
+    basis[:, :3, 3] *= scale
     parents = [index[b.parent.name] if b.parent else -1 for b in bones]
-    return Skeleton(names=names, parents=parents, rest=rest, basis=basis)
+    follows = {i: f for i, b in enumerate(bones) if (f := _follows(armature, armature.pose.bones[b.name], index))}
+    return Skeleton(names=names, parents=parents, rest=rest, basis=basis, follows=follows)
+
+
+def available_maps() -> list[RigMap]:
+    """The built-in rig maps and the user's saved ones."""
+    user = rig_maps.user_maps_dir()
+    return builtin_maps(resources.rig_maps_dir()) + (builtin_maps(user) if user.is_dir() else [])
+
+
+def closest_map(armature) -> RigMap:
+    """The available map that fits the armature best: one naming all its needed bones if there is one."""
+    bone_names = [b.name for b in armature.data.bones]
+    tag = armature.get("gm_rig")
+    # The map the rig was built for wins a tie; the bundled map is only for the bundled rig.
+    maps = sorted(available_maps(), key=lambda m: (m.name != tag, m.name == BUNDLED_MAP))
+    # Without a complete fit, names spelled exactly as a map spells them say more than ones matched loosely.
+    return detect_map(bone_names, maps) or max(
+        maps, key=lambda m: (m.exact_matches(bone_names), m.coverage(bone_names))
+    )
 
 
 def rig_map_for(armature, explicit: str | Path | None = None) -> RigMap:
-    """The map given by path or name, else the built-in map that names all of this armature's needed bones."""
-    maps = builtin_maps(resources.rig_maps_dir())
-    bone_names = [b.name for b in armature.data.bones]
+    """The map given by path or name, else the one edited in the panel, else the available map that names all of
+    this armature's needed bones. Raises RigMapError listing the missing bones when none fits."""
     if explicit:
         candidate = Path(explicit)
         if candidate.suffix == ".json":
             return RigMap.load(candidate)
-        by_name = {m.name: m for m in maps}
+        by_name = {m.name: m for m in available_maps()}
         if str(explicit) not in by_name:
-            raise RigMapError(f"No rig map called {explicit!r}; built-in maps: {', '.join(by_name)}.")
+            raise RigMapError(f"No rig map called {explicit!r}; available maps: {', '.join(by_name)}.")
         return by_name[str(explicit)]
-    found = detect_map(bone_names, maps)
-    if found is None:
-        best = max(maps, key=lambda m: m.coverage(bone_names))
-        best.resolve(bone_names, armature=f"Armature '{armature.name}'")  # raises, listing the missing bones
+    found = rig_maps.stored(armature) or closest_map(armature)
+    found.resolve([b.name for b in armature.data.bones], armature=f"Armature '{armature.name}'")
     return found
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from ..core.motion import FPS
-from ..core.retarget import RigMap
+from ..core.retarget import RigMap, RigMapError
 from ..pipeline import Performance, solve_for_rig
 from . import compat, keyframes, rigs
 
@@ -48,6 +49,8 @@ def configure_timeline(scene, duration: float) -> None:
 def replace_sound_strip(scene, audio_path: Path):
     for strip in [s for s in compat.strips(scene) if s.name == AUDIO_STRIP]:
         compat.remove_strip(scene, strip)
+    if not bpy.app.build_options.audaspace:
+        return None  # a Blender built without audio (such as the bpy 4.2 wheel) cannot hold sound strips
     used = {s.channel for s in compat.strips(scene)}
     channel = next(c for c in range(1, 129) if c not in used)
     strip = compat.new_sound_strip(scene, AUDIO_STRIP, str(audio_path.resolve()), channel, FIRST_FRAME)
@@ -67,10 +70,19 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
     """Key `armature` with the performance and set the scene up around it; replaces an earlier generated result."""
     skeleton = rigs.snapshot(armature)
     parts = rig_map.resolve(skeleton.names, armature=f"Armature '{armature.name}'")
+    switches = rig_map.resolve_properties(skeleton.names)
+    for bone, values in switches.items():
+        absent = [p for p in values if p not in armature.pose.bones[bone]]
+        if absent:
+            raise RigMapError(
+                f"Bone {bone} of armature '{armature.name}' has no {', '.join(absent)} property, which the "
+                f"'{rig_map.name}' rig map switches: choose the rig map that matches this armature."
+            )
     rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing)
     name = f"GM {armature.name}"
     action, slot = keyframes.build_rotation_action(armature, name, rotations, FIRST_FRAME)
     action[GENERATED] = True
+    key_switches(armature, action, slot, switches)
 
     previous = armature.animation_data.action if armature.animation_data else None
     for bone in rotations:
@@ -97,14 +109,29 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
     )
 
 
-def configure_render(scene, path: Path, seconds: float | None, resolution=(640, 360)) -> None:
-    """Workbench → MP4 (H.264 + AAC of the sequencer's sound) from the scene camera."""
-    render = scene.render
-    render.engine = "BLENDER_WORKBENCH"
+def key_switches(armature, action, slot, switches: dict[str, dict[str, float]]) -> None:
+    """One constant key per rig switch (e.g. Rigify's IK/FK), so the switch holds while this action plays and the
+    rig is as it was with any other action."""
+    for bone, values in switches.items():
+        pose_bone = armature.pose.bones[bone]
+        for name, value in values.items():
+            path = f'{pose_bone.path_from_id()}["{bpy.utils.escape_identifier(name)}"]'
+            fcurve = compat.new_fcurve(action, slot, path, 0, bone)
+            keyframes.fill_fcurve(fcurve, np.array([FIRST_FRAME], np.float32), np.array([value], np.float32))
+
+
+def configure_look(scene, resolution=(640, 360)) -> None:
+    """Workbench with material colours at 640×360: what a new generated file renders with."""
+    scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.shading.light = "STUDIO"
     scene.display.shading.color_type = "MATERIAL"
-    render.resolution_x, render.resolution_y = resolution
-    render.resolution_percentage = 100
+    scene.render.resolution_x, scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+
+
+def configure_video_output(scene, path: Path, seconds: float | None) -> None:
+    """MP4 (H.264 + AAC of the sequencer's sound) to `path`, optionally only the first `seconds`."""
+    render = scene.render
     settings = render.image_settings
     if hasattr(settings, "media_type"):  # 5.0 groups file formats by media type
         settings.media_type = "VIDEO"

@@ -13,6 +13,7 @@ import numpy as np
 
 from .audio import N_FFT, SAMPLE_RATE, Audio, filterbank_power, mel_basis
 from .motion import FPS
+from .tracker import TCNTracker, approved_as_default, shipped_weights
 
 ANALYSIS_HOP = 512
 ANALYSIS_RATE = SAMPLE_RATE / ANALYSIS_HOP
@@ -50,6 +51,10 @@ class Spectral:
 class BeatGrid:
     beats: np.ndarray  # seconds
     tempo_bpm: float
+    # Trackers that decode the bar themselves fill these; otherwise the meter is estimated from beat accents.
+    downbeats: np.ndarray | None = None  # seconds, a subset of `beats`
+    beats_per_bar: int | None = None
+    subdivision: int | None = None  # 3 for compound meters (6/8), else 2
 
 
 class BeatTracker(Protocol):
@@ -129,17 +134,10 @@ class LibrosaTracker:
         from scipy.ndimage import median_filter
 
         env = spectral.onset.astype(np.float64)
-        global_tempo = float(
-            librosa.feature.tempo(onset_envelope=env, sr=audio.sample_rate, hop_length=ANALYSIS_HOP)[0]
-        )
-        local = librosa.feature.tempo(
-            onset_envelope=env,
-            sr=audio.sample_rate,
-            hop_length=ANALYSIS_HOP,
-            aggregate=None,
-            start_bpm=global_tempo,
-            std_bpm=0.5,
-        )
+        # The piece's tempo is the median of a broadly-primed local estimate; a second, tighter pass around it
+        # follows ritardandi without jumping between tempo octaves.
+        global_tempo = float(np.median(_local_tempo(env, audio.sample_rate, spectral.rate, 120.0, 1.0)))
+        local = _local_tempo(env, audio.sample_rate, spectral.rate, global_tempo, 0.5)
         # Octave errors of the local estimate are folded back to the global tempo before steering the tracker.
         ratio = np.round(np.log2(local / global_tempo))
         local = median_filter(local / 2.0**ratio, size=int(4 * spectral.rate), mode="nearest")
@@ -149,8 +147,42 @@ class LibrosaTracker:
         return BeatGrid(beats=np.asarray(beats, dtype=np.float64), tempo_bpm=global_tempo)
 
 
-TRACKERS: dict[str, type] = {LibrosaTracker.name: LibrosaTracker}
-DEFAULT_TRACKER = LibrosaTracker.name
+def _local_tempo(env: np.ndarray, sample_rate: int, rate: float, prior_bpm: float, prior_octaves: float) -> np.ndarray:
+    """Per-frame tempo from 5-minute stretches with 8 s of context on each side.
+
+    A whole-piece tempogram of an hour costs about 2 GB in its autocorrelation; stretches keep it bounded.
+    """
+    import librosa
+
+    stretch, context = int(300 * rate), int(8 * rate)
+    tempo = np.empty(len(env))
+    for start in range(0, len(env), stretch):
+        lo, hi = max(0, start - context), min(len(env), start + stretch + context)
+        part = librosa.feature.tempo(
+            onset_envelope=env[lo:hi], sr=sample_rate, hop_length=ANALYSIS_HOP, aggregate=None,
+            start_bpm=prior_bpm, std_bpm=prior_octaves,
+        )
+        stop = min(len(env), start + stretch)
+        tempo[start:stop] = part[start - lo : stop - lo]
+    return tempo
+
+
+TRACKERS: dict[str, type] = {LibrosaTracker.name: LibrosaTracker, TCNTracker.name: TCNTracker}
+# "auto": the project-trained tracker where its weights are installed, sound and approved as the default, else librosa.
+DEFAULT_TRACKER = "auto"
+
+
+def resolve_tracker(name: str) -> str:
+    """The tracker `name` stands for; "auto" picks the trained tracker when its installed weights are approved."""
+    if name != "auto":
+        return name
+    from ..weights import WeightsError
+
+    try:
+        approved = approved_as_default() and shipped_weights() is not None
+        return TCNTracker.name if approved else LibrosaTracker.name
+    except WeightsError:
+        return LibrosaTracker.name  # a damaged install still analyses, with the fallback tracker
 
 
 def _to_fps(values: np.ndarray, rate: float, n_frames: int) -> np.ndarray:
@@ -259,9 +291,8 @@ def _held_mask(onset: np.ndarray, silent: np.ndarray, tempo: np.ndarray) -> np.n
 
 def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None) -> MusicAnalysis:
     """Beats, meter, tempo and dynamics of `audio` at 30 fps."""
-    from scipy.ndimage import uniform_filter1d
-
     report = progress or (lambda fraction, message: None)
+    tracker = resolve_tracker(tracker)
     if tracker not in TRACKERS:
         raise ValueError(f"unknown beat tracker {tracker!r}; available: {', '.join(TRACKERS)}")
     report(0.0, "Analysing the spectrum")
@@ -276,9 +307,30 @@ def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | N
             "Try a longer excerpt with a clear pulse."
         )
     report(0.8, "Estimating meter and dynamics")
-    per_bar, phase, subdivision = estimate_meter(beats, spectral)
-    downbeats = beats[phase::per_bar]
+    if grid.downbeats is None:
+        per_bar, phase, subdivision = estimate_meter(beats, spectral)
+        downbeats = beats[phase::per_bar]
+    else:
+        per_bar, subdivision = grid.beats_per_bar, grid.subdivision
+        downbeats = grid.downbeats[np.isin(grid.downbeats, beats)]
+    analysis = assemble_analysis(audio, spectral, beats, downbeats, per_bar, subdivision, tracker)
+    report(1.0, "Analysis done")
+    return analysis
 
+
+def assemble_analysis(
+    audio: Audio,
+    spectral: Spectral,
+    beats: np.ndarray,
+    downbeats: np.ndarray,
+    per_bar: int,
+    subdivision: int,
+    tracker: str,
+) -> MusicAnalysis:
+    """The 30 fps analysis around a known beat grid: tempo from the beats, dynamics and silences from the audio."""
+    from scipy.ndimage import uniform_filter1d
+
+    silent_fine = _silence_mask(spectral.level_db, spectral.rate)
     n_frames = max(1, int(np.ceil(audio.duration * FPS)))
     level_db = _to_fps(uniform_filter1d(spectral.level_db, int(0.3 * spectral.rate)), spectral.rate, n_frames)
     loudness = np.clip((level_db + LOUDNESS_RANGE_DB) / LOUDNESS_RANGE_DB, 0.0, 1.0)
@@ -292,7 +344,6 @@ def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | N
 
     onset = spectral.onset / max(float(np.percentile(spectral.onset, 99)), 1e-9)
     onset_fps = _to_fps(onset, spectral.rate, n_frames)
-    report(1.0, "Analysis done")
     return MusicAnalysis(
         duration=audio.duration,
         beats=beats,

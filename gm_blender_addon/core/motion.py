@@ -60,6 +60,10 @@ class Motion:
         if not np.all(np.isfinite(kp)):
             raise ValueError("keypoints contain NaN or infinite values")
         self.keypoints = np.ascontiguousarray(kp)
+        for name, tail in (("world", (N_JOINTS, 3)), ("visibility", (N_JOINTS,))):
+            extra = getattr(self, name)
+            if extra is not None and np.shape(extra) != (len(kp),) + tail:
+                raise ValueError(f"{name} must have shape {(len(kp),) + tail}, got {np.shape(extra)}")
 
     @property
     def n_frames(self) -> int:
@@ -68,6 +72,14 @@ class Motion:
     @property
     def duration(self) -> float:
         return self.n_frames / self.fps
+
+    @property
+    def depth(self) -> np.ndarray | None:
+        """Each joint's distance towards the camera (T, 13) in metres, from the world landmarks, when captured.
+
+        MediaPipe's world z grows away from the camera, hence the sign.
+        """
+        return None if self.world is None else -np.asarray(self.world, dtype=np.float64)[..., 2]
 
     def joint(self, name: str) -> np.ndarray:
         return self.keypoints[:, JOINT[name]]

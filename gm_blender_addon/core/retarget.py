@@ -8,7 +8,7 @@ Rigs are described by rig maps: JSON data naming which bone plays which part.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,28 @@ NECK_SHARE = 0.5
 CLAVICLE_SHARE = 0.15
 # Below this elbow bend the arm's bending plane is undefined and is carried over from the nearest bent frame.
 STRAIGHT_ARM = np.radians(8.0)
+# Conductors flex the wrist so the hand (and baton) points towards the orchestra rather than along the forearm:
+# the hand aims along forearm + WRIST_FORWARD × the chest's forward direction.
+WRIST_FORWARD = 0.8
 
 
 class RigMapError(ValueError):
     """A rig map that does not fit the armature, or a map file that is not valid."""
+
+
+@dataclass(frozen=True)
+class Follow:
+    """A constraint by which a bone follows another bone of the rig (Copy Rotation or Copy Transforms).
+
+    In world space the bone's pose is blended towards the target's; in local space its basis towards the target's
+    basis. Rigs built from constraints (Rigify's controls and mechanism bones) pass motion on this way rather than
+    through parenting, so the solver must know about it to place the bones below.
+    """
+
+    target: int
+    influence: float
+    rotation_only: bool  # Copy Rotation keeps the bone's own location
+    local: bool
 
 
 @dataclass
@@ -37,26 +55,32 @@ class Skeleton:
     """A snapshot of an armature, in armature space, that the solver needs: no bpy objects inside.
 
     `rest` holds each bone's rest matrix (Blender's `bone.matrix_local`); `basis` its current pose basis
-    (`pose_bone.matrix_basis`), which is what bones that are not keyed keep showing.
+    (`pose_bone.matrix_basis`), which is what bones that are not keyed keep showing. `follows` lists, per bone
+    index, the constraints that make it follow other bones, in stack order.
     """
 
     names: list[str]
     parents: list[int]
     rest: np.ndarray  # (B, 4, 4)
     basis: np.ndarray  # (B, 4, 4)
+    follows: dict[int, tuple[Follow, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
+        depends = [
+            [p for p in [parent] if p >= 0] + [f.target for f in self.follows.get(i, ())]
+            for i, parent in enumerate(self.parents)
+        ]
         order = []
         placed = set()
         while len(order) < len(self.names):
             progressed = False
-            for i, parent in enumerate(self.parents):
-                if i not in placed and (parent < 0 or parent in placed):
+            for i in range(len(self.names)):
+                if i not in placed and all(d in placed for d in depends[i]):
                     order.append(i)
                     placed.add(i)
                     progressed = True
             if not progressed:
-                raise ValueError("bone parents form a cycle")
+                raise ValueError("bone parents and constraint targets form a cycle")
         self.order = order
         self.index = {name: i for i, name in enumerate(self.names)}
 
@@ -66,18 +90,33 @@ class Skeleton:
 
 @dataclass
 class RigMap:
+    """Which bone plays which part, and optionally custom properties to hold while the generated action plays.
+
+    JSON: {"name", "description", "bones": {part: bone}, "properties": {bone: {property: value}}}; "properties" is
+    optional and sets rig switches, e.g. Rigify's `upper_arm_parent.L["IK_FK"] = 1.0` so that the FK controls the
+    map keys are the ones that move the arm.
+    """
+
     name: str
     description: str
     bones: dict[str, str]  # part → bone name
     path: Path | None = None
+    properties: dict[str, dict[str, float]] = field(default_factory=dict)  # bone → {custom property: value}
 
     @classmethod
     def load(cls, path: str | Path) -> "RigMap":
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            rig_map = cls(name=str(data["name"]), description=str(data.get("description", "")), bones=dict(data["bones"]), path=path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            rig_map = cls(
+                name=str(data["name"]), description=str(data.get("description", "")), bones=dict(data["bones"]),
+                path=path,
+                properties={
+                    str(bone): {str(k): float(v) for k, v in values.items()}
+                    for bone, values in data.get("properties", {}).items()
+                },
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RigMapError(f"{path.name} is not a valid rig map ({exc}); it needs 'name' and 'bones'.") from exc
         unknown = set(rig_map.bones) - set(REQUIRED) - set(OPTIONAL)
         if unknown:
@@ -86,19 +125,26 @@ class RigMap:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps({"name": self.name, "description": self.description, "bones": self.bones}, indent=2) + "\n", encoding="utf-8")
+        data = {"name": self.name, "description": self.description, "bones": self.bones}
+        if self.properties:
+            data["properties"] = self.properties
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         return path
+
+    def missing(self, bone_names: list[str]) -> list[str]:
+        """The bones this map needs (required parts and switch bones) that the armature does not have."""
+        lookup = {_plain(b) for b in bone_names}
+        needed = [b for p, b in self.bones.items() if p in REQUIRED] + list(self.properties)
+        return [b for b in needed if b not in bone_names and _plain(b) not in lookup]
 
     def resolve(self, bone_names: list[str], armature: str = "the armature") -> dict[str, str]:
         """Part → actual bone name, matching case-insensitively and ignoring namespace prefixes like 'mixamorig:'."""
-        lookup = {_plain(b): b for b in bone_names}
-        resolved, missing = {}, []
+        resolved = {}
         for part, bone in self.bones.items():
-            actual = bone if bone in bone_names else lookup.get(_plain(bone))
+            actual = _find(bone, bone_names)
             if actual is not None:
                 resolved[part] = actual
-            elif part in REQUIRED:
-                missing.append(bone)
+        missing = self.missing(bone_names)
         unmapped = [p for p in REQUIRED if p not in self.bones]
         if missing or unmapped:
             detail = []
@@ -112,14 +158,28 @@ class RigMap:
             )
         return resolved
 
+    def exact_matches(self, bone_names: list[str]) -> int:
+        """How many of the map's bones, for any part, the armature has under exactly that name."""
+        names = set(bone_names)
+        return sum(bone in names for bone in self.bones.values())
+
+    def resolve_properties(self, bone_names: list[str]) -> dict[str, dict[str, float]]:
+        """The switch properties by actual bone name (call after `resolve`, which reports missing bones)."""
+        return {_find(bone, bone_names): values for bone, values in self.properties.items()}
+
     def coverage(self, bone_names: list[str]) -> float:
-        lookup = {_plain(b) for b in bone_names}
-        found = sum(_plain(b) in lookup for p, b in self.bones.items() if p in REQUIRED)
-        return found / len(REQUIRED)
+        needed = [b for p, b in self.bones.items() if p in REQUIRED] + list(self.properties)
+        return 1.0 - len(self.missing(bone_names)) / len(needed) if needed else 0.0
 
 
 def _plain(bone: str) -> str:
     return bone.rsplit(":", 1)[-1].lower()
+
+
+def _find(bone: str, bone_names: list[str]) -> str | None:
+    if bone in bone_names:
+        return bone
+    return {_plain(b): b for b in bone_names}.get(_plain(bone))
 
 
 def builtin_maps(folder: Path) -> list[RigMap]:
@@ -132,14 +192,46 @@ def detect_map(bone_names: list[str], maps: list[RigMap]) -> RigMap | None:
     return max(complete, key=lambda m: len(set(m.bones) & set(OPTIONAL)), default=None)
 
 
+def _hip_centre(skeleton: Skeleton, parts: dict[str, str]) -> np.ndarray:
+    return skeleton.head(parts["hips"]) if "hips" in parts else skeleton.head(parts["spine"])
+
+
+def body_axes(skeleton: Skeleton, parts: dict[str, str]) -> np.ndarray:
+    """The character's left, back and up as armature-space columns, each snapped to the nearest armature axis.
+
+    Lifting and the solve think in a frame where the character faces −Y with +Z up. Most rigs are built that way;
+    rigs imported from FBX (Mixamo, Unreal) are Y-up in armature space, and some face +Y. Mapping through these
+    axes treats them all alike. Snapping keeps a slightly leaning rest pose from tilting the whole performance.
+    """
+
+    def snapped(v: np.ndarray) -> np.ndarray:
+        axis = np.zeros(3)
+        i = int(np.argmax(np.abs(v)))
+        axis[i] = np.sign(v[i])
+        return axis
+
+    left = snapped(skeleton.head(parts["upper_arm.L"]) - skeleton.head(parts["upper_arm.R"]))
+    up = 0.5 * (skeleton.head(parts["upper_arm.L"]) + skeleton.head(parts["upper_arm.R"])) - _hip_centre(skeleton, parts)
+    up = snapped(up - np.dot(up, left) * left)
+    if abs(np.dot(left, up)) > 0.5:
+        raise RigMapError("the rig's shoulders and spine point the same way: the rig map names the wrong bones.")
+    return np.stack([left, np.cross(up, left), up], axis=1)
+
+
 def proportions(skeleton: Skeleton, parts: dict[str, str]) -> Proportions:
+    """The rig's proportions for lifting, with the hip centre in the upright frame of `body_axes`."""
     head = lambda part: skeleton.head(parts[part])  # noqa: E731 - a local shorthand keeps the table readable
     return Proportions(
         shoulder_width=float(np.linalg.norm(head("upper_arm.L") - head("upper_arm.R"))),
         upper_arm=tuple(float(np.linalg.norm(head(f"forearm.{s}") - head(f"upper_arm.{s}"))) for s in "LR"),
         forearm=tuple(float(np.linalg.norm(head(f"hand.{s}") - head(f"forearm.{s}"))) for s in "LR"),
-        hip_centre=head("hips") if "hips" in parts else head("spine"),
+        hip_centre=body_axes(skeleton, parts).T @ _hip_centre(skeleton, parts),
     )
+
+
+def to_armature_space(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> np.ndarray:
+    """Lifted joints (…, 3) from the upright frame into the rig's armature space."""
+    return joints @ body_axes(skeleton, parts).T
 
 
 def _torso_frame(right: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -157,8 +249,8 @@ def _hinge_axis(skeleton: Skeleton, parts: dict[str, str], side: str) -> np.ndar
     axis = np.cross(u, f)
     if np.linalg.norm(axis) < np.sin(np.radians(3)) * np.linalg.norm(u) * np.linalg.norm(f):
         axis = skeleton.rest[fore, :3, 0]
-        # Flexion must carry the forearm forward (towards −Y) from a hanging arm.
-        if np.dot(np.cross(axis, u), [0.0, -1.0, 0.0]) < 0:
+        # Flexion must carry the forearm forward (the way the character faces) from a hanging arm.
+        if np.dot(np.cross(axis, u), -body_axes(skeleton, parts)[:, 1]) < 0:
             axis = -axis
     return skeleton.rest[upper, :3, :3].T @ rot.normalise(axis)
 
@@ -187,14 +279,16 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict
     rest_rot = lambda part: skeleton.rest[skeleton.index[parts[part]], :3, :3]  # noqa: E731
 
     rest_right = skeleton.head(parts["upper_arm.L"]) - skeleton.head(parts["upper_arm.R"])
-    rest_up = 0.5 * (skeleton.head(parts["upper_arm.L"]) + skeleton.head(parts["upper_arm.R"])) - proportions(skeleton, parts).hip_centre
+    rest_up = 0.5 * (skeleton.head(parts["upper_arm.L"]) + skeleton.head(parts["upper_arm.R"])) - _hip_centre(skeleton, parts)
     shoulders = 0.5 * (j("left_shoulder") + j("right_shoulder"))
     hips = 0.5 * (j("left_hip") + j("right_hip"))
     torso = _torso_frame(j("left_shoulder") - j("right_shoulder"), shoulders - hips) @ _torso_frame(rest_right, rest_up).T
 
+    axes = body_axes(skeleton, parts)
     ears = 0.5 * (j("left_ear") + j("right_ear"))
-    forward = j("nose") - ears + np.array([0.0, 0.0, NOSE_DROP])
-    head = rot.frame(j("left_ear") - j("right_ear"), -forward)
+    forward = j("nose") - ears + NOSE_DROP * axes[:, 2]
+    # The head's turn away from facing straight ahead with the ears level, as an armature-space rotation.
+    head = rot.frame(j("left_ear") - j("right_ear"), -forward) @ axes.T
 
     world_targets = {
         "spine": lambda _: rot.partial(torso, SPINE_SHARE) @ rest_rot("spine"),
@@ -207,7 +301,8 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict
         d2 = rot.normalise(j(f"{key}_wrist") - j(f"{key}_elbow"))
         world_targets[f"upper_arm.{side}"] = _upper_arm_target(d1, d2, _hinge_axis(skeleton, parts, side))
         world_targets[f"forearm.{side}"] = lambda r0, d=d2: rot.swing(r0[..., 1], d) @ r0
-        world_targets[f"hand.{side}"] = lambda r0: r0
+        aim = rot.normalise(d2 + WRIST_FORWARD * (torso @ -axes[:, 1]))  # the chest's forward, in armature space
+        world_targets[f"hand.{side}"] = lambda r0, aim=aim: rot.swing(r0[..., 1], aim) @ r0
         if f"shoulder.{side}" in parts:
             arm_rest = torso @ rot.normalise(skeleton.head(parts[f"forearm.{side}"]) - skeleton.head(parts[f"upper_arm.{side}"]))
             lift = rot.partial(rot.swing(arm_rest, d1), CLAVICLE_SHARE)
@@ -234,6 +329,7 @@ def _walk(skeleton: Skeleton, n: int, local_rotation) -> np.ndarray:
     Returns world (armature-space) matrices (T, B, 4, 4). Bones without a rotation keep their current basis.
     """
     world = np.zeros((n, len(skeleton.names), 4, 4))
+    bases = np.zeros_like(world)
     for b in skeleton.order:
         parent = skeleton.parents[b]
         offset = skeleton.rest[b] if parent < 0 else np.linalg.inv(skeleton.rest[parent]) @ skeleton.rest[b]
@@ -242,8 +338,27 @@ def _walk(skeleton: Skeleton, n: int, local_rotation) -> np.ndarray:
         q = local_rotation(b, unrotated)
         if q is not None:
             basis[:, :3, :3] = rot.matrix_from_quat(q)
-        world[:, b] = unrotated @ basis
+        pose = unrotated @ basis
+        for follow in skeleton.follows.get(b, ()):
+            if follow.local:
+                basis = _blend(np.linalg.inv(unrotated) @ pose, bases[:, follow.target], follow)
+                pose = unrotated @ basis
+            else:
+                pose = _blend(pose, world[:, follow.target], follow)
+        world[:, b] = pose
+        bases[:, b] = np.linalg.inv(unrotated) @ pose
     return world
+
+
+def _blend(own: np.ndarray, target: np.ndarray, follow: Follow) -> np.ndarray:
+    """What a Copy Rotation / Copy Transforms constraint makes of `own` (T, 4, 4): rotations slerped by the
+    influence and, for Copy Transforms, locations mixed too (scale is taken as 1, as it is on conducting rigs)."""
+    out = own.copy()
+    q = rot.slerp(rot.quat_from_matrix(_orthonormal(own[:, :3, :3])), rot.quat_from_matrix(_orthonormal(target[:, :3, :3])), follow.influence)
+    out[:, :3, :3] = rot.matrix_from_quat(q)
+    if not follow.rotation_only:
+        out[:, :3, 3] += follow.influence * (target[:, :3, 3] - own[:, :3, 3])
+    return out
 
 
 def _upper_arm_target(d1: np.ndarray, d2: np.ndarray, hinge_local: np.ndarray):

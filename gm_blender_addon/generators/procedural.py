@@ -84,6 +84,20 @@ def _ramp(x, lo, hi):
     return _smoothstep((np.asarray(x, dtype=np.float64) - lo) / (hi - lo))
 
 
+def _shown_dynamics(analysis: MusicAnalysis) -> np.ndarray:
+    """Loudness as the conductor shows it: half absolute, half relative to this piece's own soft and loud.
+
+    A piece that stays forte still gets smaller gestures in its softer bars, as a conductor would shape it.
+    """
+    loud = gaussian_smooth(analysis.loudness.astype(np.float64), 0.5 * FPS)
+    sounding = loud[~analysis.silent]
+    if len(sounding) < FPS:
+        return loud
+    soft, strong = np.percentile(sounding, [5, 95])
+    relative = np.clip((loud - soft) / max(strong - soft, 0.05), 0.0, 1.0)
+    return 0.5 * loud + 0.5 * relative
+
+
 def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
     """Runs of beats without a long break; each section gets its own preparation and cut-off."""
     beats = analysis.beats
@@ -141,13 +155,18 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
     pattern = np.array(PATTERNS[per_bar])
     positions = _bar_positions(analysis)
     centre = np.array([0.40, 0.52 + style.plane_height, style.reach])
-    loud = gaussian_smooth(analysis.loudness, 0.5 * FPS)
+    loud = _shown_dynamics(analysis)
     held = gaussian_smooth(analysis.held.astype(np.float64), 0.3 * FPS)
+    beats = analysis.beats
+    typical_ibi = float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / analysis.tempo_bpm
 
     def size_at(t):
-        # Conductors show dynamics slightly ahead of the sound.
+        # Conductors show dynamics slightly ahead of the sound, and a hurried beat has less room than a broad one.
         k = min(n_frames - 1, max(0, int((t + 0.15) * FPS)))
-        return style.size * (0.035 + 0.085 * loud[k]) * (1.0 - 0.4 * held[k])
+        i = int(np.clip(np.searchsorted(beats, t), 1, max(1, len(beats) - 1)))
+        ibi = beats[i] - beats[i - 1] if len(beats) > 1 else typical_ibi
+        room = np.clip(ibi / typical_ibi, 0.7, 1.3) ** 0.5
+        return style.size * (0.03 + 0.09 * loud[k]) * (1.0 - 0.4 * held[k]) * room
 
     def ictus(t, position, jitter=True):
         offset = pattern[position] * (style.width, 1.0)

@@ -55,6 +55,9 @@ class GeneratorSpec:
     generate: Callable[[Request], Motion]
     needs_checkpoint: bool = False
     options: tuple[Option, ...] = ()
+    # For needs_checkpoint generators: the weights to use when the request names none (e.g. the project-trained
+    # weights shipped in weights/), or None when there are none. May raise ValueError for a damaged install.
+    default_checkpoint: Callable[[], Path | None] | None = None
 
 
 _generators: dict[str, GeneratorSpec] = {}
@@ -86,7 +89,16 @@ def get(name: str) -> GeneratorSpec:
 def generate(name: str, request: Request) -> Motion:
     spec = get(name)
     if spec.needs_checkpoint and request.checkpoint is None:
-        raise GeneratorError(f"The {spec.label} generator needs a checkpoint: pass --checkpoint PATH.")
+        try:
+            default = spec.default_checkpoint() if spec.default_checkpoint is not None else None
+        except ValueError as exc:
+            raise GeneratorError(str(exc)) from exc
+        if default is None:
+            raise GeneratorError(
+                f"The {spec.label} generator needs a checkpoint: pass --checkpoint PATH (no project-trained "
+                f"{spec.label} weights are installed)."
+            )
+        request = Request(**{**request.__dict__, "checkpoint": default})
     unknown = set(request.options) - {option.name for option in spec.options}
     if unknown:
         raise GeneratorError(f"{spec.label} has no option(s) {', '.join(sorted(unknown))}.")

@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -117,6 +117,12 @@ DEMO_LICENCE = (
     "Linux distributions package it as GPL-2."
 )
 DEMO_RECIPE = "python -m gm_blender_addon.training.score_render --demo gm_blender_addon/data/demo"
+
+
+# (parts_info, roles, rng) -> {part index: GM programs}; parts_info lists (name, own GM
+# program or None, median MIDI pitch or None) and roles are 'solo', 'melody', 'inner',
+# 'bass' or None (a silent part), as plan_excerpt computes them.
+Orchestrator = Callable[[list, list, np.random.Generator], dict]
 
 
 class Envelope(NamedTuple):
@@ -618,7 +624,7 @@ def plan_excerpt(
     accelerando: float = 0.0,
     rubato: float = 0.0,
     dynamics: Sequence[tuple[float, float]] | None = None,
-    instrumentation: Mapping[int | str, Sequence[int]] | None = None,
+    instrumentation: Mapping[int | str, Sequence[int]] | Orchestrator | None = None,
     lead_in: float = 0.5,
     seed: int = 0,
 ) -> Performance:
@@ -634,7 +640,8 @@ def plan_excerpt(
     adds a smooth seeded drift of that fraction.  ``dynamics`` lists (bar position,
     level 0..1); by default the score's marks and hairpins, or a seeded crescendo /
     diminuendo arc when it has none.  ``instrumentation`` maps part index or name to GM
-    programs; doublings follow orchestration rules (winds take the top line, basses the
+    programs, or is an :data:`Orchestrator` that chooses them from the parts' roles;
+    doublings follow orchestration rules (winds take the top line, basses the
     octave below, brass and timpani only in tutti, timpani on tonic and dominant beats).
     A bar position is a measure number plus the elapsed fraction of that bar.
     """
@@ -673,6 +680,8 @@ def plan_excerpt(
     roles = _roles(parts_info)
     if instrumentation is None:
         programs = _default_instrumentation(parts_info, roles, rng)
+    elif callable(instrumentation):
+        programs = instrumentation(parts_info, roles, rng)
     else:
         names = [name for name, _, _ in parts_info]
         programs = {k if isinstance(k, int) else names.index(k): list(v)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from helpers import write_click_music
+from helpers import blender_has_audio, write_click_music
 
 pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,7 @@ def inputs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.skipif(not blender_has_audio(), reason="this Blender is built without audio")
 def test_one_file_gives_a_blend_keypoints_and_an_mp4_with_sound(inputs, tmp_path):
     audio = inputs / "Ständchen mit Leerzeichen.wav"
     out = tmp_path / "ausgabe ü" / "take.blend"

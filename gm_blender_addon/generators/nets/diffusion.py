@@ -9,7 +9,9 @@ Denoiser (`MotionTransformer`, after MotionDiffuse as adapted by Diffusion-Condu
 Diffusion (`ConductorDiffusion`): 1000-step linear β schedule (1e-4 → 0.02), q_sample for training, and a
 deterministic DDIM sampler (η = 0) with any number of steps and classifier-free guidance.
 
-Motion is used raw, in ConductorMotion100 coordinates (≈ [0, 1]); there is no normalisation, as in the original.
+Diffusion runs in the denoiser's motion space: ConductorMotion100 coordinates standardised per coordinate with the
+statistics stored in the model's config (`motion_mean`, `motion_std`; see MotionTransformer.normalise). Official
+files carry none, so for them the space is the raw coordinates (≈ [0, 1]), as in the original.
 """
 
 from __future__ import annotations
@@ -150,12 +152,24 @@ class MotionTransformer(nn.Module):
         ff_size: int = 64,
         dropout: float = 0.0,
         cond_mask_prob: float = 0.1,
+        motion_mean: list[float] | None = None,
+        motion_std: list[float] | None = None,
     ):
         super().__init__()
         self.config = dict(
             input_feats=input_feats, num_frames=num_frames, latent_dim=latent_dim, num_layers=num_layers,
             num_heads=num_heads, ff_size=ff_size, dropout=dropout, cond_mask_prob=cond_mask_prob,
         )
+        if motion_mean is not None or motion_std is not None:
+            self.config.update(motion_mean=list(motion_mean), motion_std=list(motion_std))
+        # Kept in the config (saved with project checkpoints), not in the state dict, so that official files,
+        # which have no statistics, still match the state dict exactly.
+        mean = torch.zeros(input_feats) if motion_mean is None else torch.tensor(motion_mean, dtype=torch.float32)
+        std = torch.ones(input_feats) if motion_std is None else torch.tensor(motion_std, dtype=torch.float32)
+        if mean.shape != (input_feats,) or std.shape != (input_feats,) or not bool((std > 0).all()):
+            raise ValueError(f"motion_mean and motion_std need {input_feats} values each, std > 0")
+        self.register_buffer("motion_mean", mean, persistent=False)
+        self.register_buffer("motion_std", std, persistent=False)
         self.input_feats = input_feats
         self.num_frames = num_frames
         self.latent_dim = latent_dim
@@ -198,6 +212,18 @@ class MotionTransformer(nn.Module):
         keep = torch.rand(music.shape[:2] + (1,), device=music.device) >= self.cond_mask_prob
         return music * keep
 
+    def normalise(self, motion: torch.Tensor) -> torch.Tensor:
+        """Flattened motion (..., 26) in ConductorMotion100 coordinates → the space diffusion runs in.
+
+        The project standardises each coordinate over its training data: in raw coordinates the motion (wrists
+        move by a few hundredths) is tiny against unit noise, and a short training then learns only the mean pose.
+        """
+        return (motion - self.motion_mean) / self.motion_std
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `normalise`: diffusion space → flattened ConductorMotion100 coordinates."""
+        return x * self.motion_std + self.motion_mean
+
     def frame_mask(self, n: int, t: int, lengths: torch.Tensor | None, device) -> torch.Tensor:
         """(N, T, 1) mask of real frames from per-clip lengths *in motion frames*.
 
@@ -221,12 +247,14 @@ class MotionTransformer(nn.Module):
         """x_t (N, T, 26), timesteps (N,), music features (N, T, 64) → predicted x0 (N, T, 26).
 
         In training mode music frames are randomly zeroed (see drop_music_frames). Pass zeros for an
-        unconditional prediction.
+        unconditional prediction; music of shape (N, 1, 64) stands for the same features at every frame, which
+        gives exactly the same result as repeating them (the linear cross-attention of T identical keys equals
+        that of one key) at a fraction of the cost, so the unconditional half of guidance is cheap.
         """
         n, t = x_t.shape[:2]
         if t > self.num_frames:
             raise ValueError(f"{t} frames exceed this model's maximum of {self.num_frames}")
-        if music.shape[:2] != (n, t):
+        if music.shape[0] != n or music.shape[1] not in (1, t):
             raise ValueError(f"music features {tuple(music.shape)} do not match motion {(n, t)}")
         music = self.drop_music_frames(music)
         music_tokens = self.music_embed(music)  # (N, T, E): cross-attention keys/values
@@ -277,16 +305,12 @@ class ConductorDiffusion:
         lengths=None,
     ) -> torch.Tensor:
         """x0 prediction, guided as uncond + w·(cond − uncond); uncond has the music features zeroed, as in the
-        condition dropout of training. guidance_scale None runs the conditional model only (same as w = 1)."""
-        if guidance_scale is None:
-            return model(x_t, t, music, lengths)
-        both = model(
-            torch.cat([x_t, x_t]),
-            torch.cat([t, t]),
-            torch.cat([music, torch.zeros_like(music)]),
-            None if lengths is None else torch.cat([torch.as_tensor(lengths)] * 2),
-        )
-        cond, uncond = both.chunk(2)
+        condition dropout of training. guidance_scale None or 1 runs the conditional model only."""
+        cond = model(x_t, t, music, lengths)
+        if guidance_scale is None or guidance_scale == 1.0:
+            return cond
+        silence = torch.zeros(music.shape[0], 1, music.shape[2], dtype=music.dtype, device=music.device)
+        uncond = model(x_t, t, silence, lengths)
         return uncond + guidance_scale * (cond - uncond)
 
     @torch.no_grad()
@@ -300,12 +324,20 @@ class ConductorDiffusion:
         generator: torch.Generator | None = None,
         lengths=None,
         progress: Callable[[int, int], None] | None = None,
+        known: torch.Tensor | None = None,
+        known_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Deterministic DDIM (η = 0) from x_T ~ N(0, I) → x0 (N, T, 26), for music features (N, T, 64).
+
+        Everything here is in the denoiser's motion space (`model.normalise` / `model.denormalise`), `known` too.
 
         Each step: predict x0, recover the implied noise ε = (x_t − √ᾱ_t x0)/√(1 − ᾱ_t), and move to the next
         (smaller) timestep s with x_s = √ᾱ_s x0 + √(1 − ᾱ_s) ε; after the last step ᾱ = 1, so x0 is returned.
         `progress(i, n)` is called after each of the n steps.
+
+        `known` (N, T, 26) with `known_weight` (T,) in [0, 1] pins frames to given motion: every step's x0
+        prediction is pulled to known·w + x0·(1 − w) before moving on, so the rest of the clip is sampled to fit
+        around it (used to continue the previous window of a long piece) and the result equals that blend there.
         """
         n, t_len = music.shape[:2]
         shape = (n, t_len, model.input_feats)
@@ -316,6 +348,9 @@ class ConductorDiffusion:
         for i, step in enumerate(schedule):
             t = torch.full((n,), step, dtype=torch.long, device=x.device)
             x0 = self.predict_x0(model, x, t, music, guidance_scale, lengths)
+            if known is not None:
+                weight = known_weight.to(x0.dtype).reshape(1, -1, 1)
+                x0 = x0 + weight * (known.to(x0.dtype) - x0)
             abar = float(self.alphas_cumprod[step])
             abar_next = float(self.alphas_cumprod[schedule[i + 1]]) if i + 1 < len(schedule) else 1.0
             eps = (x - math.sqrt(abar) * x0) / math.sqrt(1.0 - abar)
@@ -340,4 +375,4 @@ class ConductorDiffusion:
         music = model.encode_music(mel)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         x0 = self.ddim_sample(model, music, steps, guidance_scale, generator=generator, progress=progress)
-        return x0[0].reshape(-1, 13, 2).cpu().numpy().astype(np.float32)
+        return model.denormalise(x0)[0].reshape(-1, 13, 2).cpu().numpy().astype(np.float32)

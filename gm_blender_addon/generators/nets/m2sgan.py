@@ -130,14 +130,26 @@ class Generator(nn.Module):
         return torch.randn(batch, seconds, NOISE_DIM, generator=generator)
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        n, mel_frames = mel.shape[:2]
+        mel_frames = mel.shape[1]
         seconds = noise.shape[1]
         if mel_frames != MEL_FPS * seconds:
             raise ValueError(
                 f"mel has {mel_frames} frames but noise covers {seconds} s: the generator needs exactly "
                 f"{MEL_FPS} mel frames per noise step (whole seconds)"
             )
-        music = self.music_encoder(mel)  # (N, 30S, 64)
+        return self.decode(self.music_encoder(mel), noise)
+
+    def decode(self, music: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Music features (N, 30S, 64) from `music_encoder` + noise (N, S, 8) → motion (N, 30S, 13, 2).
+
+        Split from `forward` so that long pieces can run the encoder in chunks (it is the costly, memory-hungry part)
+        and the decoder over the whole piece at once.
+        """
+        n, frames = music.shape[:2]
+        if frames != MOTION_FPS * noise.shape[1]:
+            raise ValueError(
+                f"{frames} music frames but noise covers {noise.shape[1]} s: need {MOTION_FPS} frames per noise step"
+            )
         noise = self.noise_bn(self.noise_upsampler(noise.transpose(1, 2))).transpose(1, 2)  # (N, 30S, 64)
         hidden = self.decoder(torch.cat([music, noise], dim=2))  # (N, 30S, 64)
         return self.pose_head(hidden).reshape(n, -1, 13, 2)

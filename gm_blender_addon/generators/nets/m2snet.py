@@ -33,8 +33,13 @@ class M2SNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, mel: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        music = self.music_encoder(mel)  # (N, L, 64)
-        moves = self.motion_encoder(motion)  # (N, L, 64)
+        return self.sync_probability(self.music_encoder(mel), self.motion_encoder(motion))
+
+    def sync_probability(self, music: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        """Encoded music (N, L, 64) and motion (N, L, 64) → per-frame sync probability (N, L, 1).
+
+        Separate from `forward` so that training can encode each segment once and score every pairing of them.
+        """
         if music.shape[1] != moves.shape[1]:
             raise ValueError(
                 f"mel gives {music.shape[1]} frames but motion has {moves.shape[1]}: mel must be 3× the motion length"

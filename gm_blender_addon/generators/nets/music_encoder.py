@@ -78,7 +78,9 @@ class MusicEncoder(nn.Module):
         for stage, pool in ((self.stage1, self.pool1), (self.stage2, self.pool2), (self.stage3, self.pool3)):
             for block in stage:
                 x = block(x)
-            x = pool(x)
+            # CPU max pooling is ~6x faster on channels-last tensors, and the pools were half of the encoder's time
+            # (the values are unchanged; only the memory layout differs).
+            x = pool(x.contiguous(memory_format=torch.channels_last))
         n, c, t, f = x.shape  # (N, 32, T/3, 16)
         # Flatten channel-major: feature index = channel * 16 + frequency bin.
         x = x.permute(0, 2, 1, 3).reshape(n, t, c * f).transpose(1, 2)  # (N, 512, T/3)

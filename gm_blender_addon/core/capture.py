@@ -1,0 +1,426 @@
+"""Video → the shared Motion type, with MediaPipe Pose: the "capture a performer" path (no bpy).
+
+MediaPipe runs frame by frame at the video's own rate. Joints it cannot see well are filled by interpolation in
+time and stay flagged by their visibility; jitter is then removed with a One-Euro filter (speed-adaptive: strong
+when a joint is still, light when it moves fast); finally everything is resampled to 30 fps and put into the
+ConductorMotion100 normalisation. The world landmarks and per-joint visibility travel along in the same .npz.
+
+MediaPipe 0.10.21's legacy Pose solution is used because its wheel ships the full pose model
+(pose_landmark_full.tflite): the lite and heavy models would be downloaded at run time, so they are not offered.
+The audio track is copied out with the ffmpeg binary that the imageio-ffmpeg wheel ships, so this module and the
+worker process that runs it never need Blender.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .motion import FPS, HIP_MIDPOINT, JOINT, JOINT_NAMES, N_JOINTS, SHOULDER_WIDTH, Motion, resample
+
+Progress = Callable[[float, str], None]
+Cancelled = Callable[[], bool]
+
+# MediaPipe's 33 pose landmarks that are the 13 COCO upper-body joints, in JOINT_NAMES order.
+MEDIAPIPE_INDEX = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
+# Frames whose longer side exceeds this are shrunk before pose estimation. MediaPipe looks at a 256-pixel crop of
+# the person anyway, so larger frames only cost decoding and colour conversion time.
+MAX_SIDE = 1280
+VISIBILITY_THRESHOLD = 0.5
+# One-Euro settings at smoothing strength 0 → 1: the still-joint cutoff falls geometrically between these (Hz), and
+# the cutoff rises by BETA Hz per shoulder width per second of speed, so fast beats are not flattened.
+CUTOFF_LIGHT, CUTOFF_STRONG = 8.0, 0.4
+BETA = 1.0
+DERIVATIVE_CUTOFF = 1.0
+PROGRESS_EVERY = 15  # frames
+
+
+class CaptureError(ValueError):
+    """A video that cannot be captured, with a message that names the problem and the fix."""
+
+
+class CaptureCancelled(Exception):
+    """The caller asked the capture to stop."""
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frame_count: int  # as the container states it; only used for progress
+
+    @property
+    def scale(self) -> float:
+        """Factor applied to frames before pose estimation (1 when the frame is small enough)."""
+        return min(1.0, MAX_SIDE / max(self.width, self.height))
+
+
+@dataclass
+class Landmarks:
+    """Raw per-frame MediaPipe output at the video's rate; rows of undetected frames are NaN / zero visibility."""
+
+    pixels: np.ndarray  # (N, 13, 2) in the original frame's pixels
+    world: np.ndarray  # (N, 13, 3) metres, origin between the hips, x right, y down, z away from the camera
+    visibility: np.ndarray  # (N, 13)
+    detected: np.ndarray  # (N,) bool
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.detected)
+
+
+@dataclass
+class CaptureReport:
+    source_frames: int
+    undetected_frames: int
+    filled_frames: dict[str, int]  # per joint, at 30 fps
+    downscaled_to: tuple[int, int] | None
+    throughput_fps: float
+    audio: Path | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def undetected_percent(self) -> float:
+        return 100.0 * self.undetected_frames / max(1, self.source_frames)
+
+    def summary(self) -> str:
+        parts = [f"person found in {self.source_frames - self.undetected_frames} of {self.source_frames} frames"]
+        if self.undetected_frames:
+            parts.append(f"{self.undetected_frames} frames ({self.undetected_percent:.1f} %) without a person, filled")
+        if self.downscaled_to:
+            parts.append(f"downscaled to {self.downscaled_to[0]}x{self.downscaled_to[1]}")
+        parts.append(f"{self.throughput_fps:.1f} frames/s")
+        parts.append(f"audio: {self.audio.name}" if self.audio else "no audio track")
+        return "; ".join(parts)
+
+
+@dataclass
+class Capture:
+    motion: Motion
+    report: CaptureReport
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading the video
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open the video and check it has decodable frames; raises CaptureError otherwise."""
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise CaptureError(f"Video file not found: {path}. Check the path (quote it if it contains spaces).")
+    if path.is_dir():
+        raise CaptureError(f"{path} is a folder, not a video file.")
+    if path.stat().st_size == 0:
+        raise CaptureError(f"{path.name} is empty (0 bytes); export the video again.")
+    video = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = video.read() if video.isOpened() else (False, None)
+        if not ok or frame is None:
+            raise CaptureError(
+                f"Cannot decode {path.name}: the file is corrupt, has no video frames or uses an unsupported codec. "
+                f"Re-export it as H.264 video in one of {', '.join(VIDEO_SUFFIXES)}."
+            )
+        fps = float(video.get(cv2.CAP_PROP_FPS))
+        count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        video.release()
+    if not np.isfinite(fps) or not 1.0 <= fps <= 1000.0:
+        raise CaptureError(f"{path.name} states a frame rate of {fps}, which cannot be right; re-export the video.")
+    height, width = frame.shape[:2]
+    return VideoInfo(path=path, width=width, height=height, fps=fps, frame_count=max(count, 1))
+
+
+def read_frames(info: VideoInfo, scale: float | None = None, grey: bool = False):
+    """Yield RGB (or grey) frames, shrunk by `scale` (default: info.scale), until the stream ends."""
+    import cv2
+
+    scale = info.scale if scale is None else scale
+    size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
+    video = cv2.VideoCapture(str(info.path))
+    try:
+        while True:
+            ok, frame = video.read()
+            if not ok:
+                return
+            if scale != 1.0:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_BGR2RGB)
+    finally:
+        video.release()
+
+
+def pose_estimator():
+    """MediaPipe Pose with the full model that its wheel ships (nothing is downloaded)."""
+    try:
+        from mediapipe.python.solutions import pose
+    except ImportError as exc:
+        raise CaptureError(
+            "MediaPipe is not installed for this Python; install it with `pip install mediapipe==0.10.21`."
+        ) from exc
+    # Our own One-Euro filter smooths with a strength the user sets, so MediaPipe's fixed smoothing is off.
+    return pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False, enable_segmentation=False)
+
+
+def detect(info: VideoInfo, progress: Progress | None = None, cancelled: Cancelled | None = None) -> Landmarks:
+    """Run MediaPipe on every frame. Raises CaptureCancelled when `cancelled()` turns true."""
+    pixels, world, visibility, detected = [], [], [], []
+    scale_to_pixels = np.array([info.width, info.height], dtype=np.float64)
+    with pose_estimator() as estimator:
+        for index, frame in enumerate(read_frames(info)):
+            if cancelled is not None and cancelled():
+                raise CaptureCancelled()
+            result = estimator.process(frame)
+            if result.pose_landmarks is None:
+                pixels.append(np.full((N_JOINTS, 2), np.nan))
+                world.append(np.full((N_JOINTS, 3), np.nan))
+                visibility.append(np.zeros(N_JOINTS))
+                detected.append(False)
+            else:
+                image = result.pose_landmarks.landmark
+                metric = result.pose_world_landmarks.landmark
+                pixels.append(np.array([(image[i].x, image[i].y) for i in MEDIAPIPE_INDEX]) * scale_to_pixels)
+                world.append(np.array([(metric[i].x, metric[i].y, metric[i].z) for i in MEDIAPIPE_INDEX]))
+                visibility.append(np.array([image[i].visibility for i in MEDIAPIPE_INDEX]))
+                detected.append(True)
+            if progress is not None and index % PROGRESS_EVERY == 0:
+                progress(min(index / info.frame_count, 1.0), f"Tracking the performer: frame {index + 1}")
+    if not detected:
+        raise CaptureError(f"{info.path.name} has no video frames that could be decoded.")
+    return Landmarks(
+        pixels=np.array(pixels), world=np.array(world), visibility=np.array(visibility), detected=np.array(detected)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cleaning the landmarks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def fill_gaps(series: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace rows where `valid` (N,) is false by linear interpolation in time; ends hold the nearest valid row."""
+    series = np.asarray(series, dtype=np.float64)
+    if valid.all():
+        return series.copy()
+    if not valid.any():
+        raise ValueError("no valid frame to interpolate from")
+    frames = np.arange(len(series))
+    flat = series.reshape(len(series), -1)
+    out = np.empty_like(flat)
+    for c in range(flat.shape[1]):
+        out[:, c] = np.interp(frames, frames[valid], flat[valid, c])
+    return out.reshape(series.shape)
+
+
+def smoothing_parameters(strength: float) -> tuple[float, float]:
+    """(still-joint cutoff in Hz, speed coefficient) of the One-Euro filter for a strength in [0, 1]."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"smoothing strength must be between 0 and 1, got {strength}")
+    return CUTOFF_LIGHT * (CUTOFF_STRONG / CUTOFF_LIGHT) ** strength, BETA
+
+
+def _alpha(cutoff, rate: float):
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    return 1.0 / (1.0 + tau * rate)
+
+
+def _one_euro_pass(x: np.ndarray, rate: float, min_cutoff: float, beta: float) -> np.ndarray:
+    out = np.empty_like(x)
+    out[0] = x[0]
+    derivative = np.zeros(x.shape[1:])
+    a_derivative = _alpha(DERIVATIVE_CUTOFF, rate)
+    for t in range(1, len(x)):
+        derivative = a_derivative * (x[t] - out[t - 1]) * rate + (1.0 - a_derivative) * derivative
+        a = _alpha(min_cutoff + beta * np.abs(derivative), rate)
+        out[t] = a * x[t] + (1.0 - a) * out[t - 1]
+    return out
+
+
+def one_euro(series: np.ndarray, rate: float, strength: float, unit: float = 1.0) -> np.ndarray:
+    """One-Euro filter (Casiez et al. 2012) along axis 0 of (N, ...) data sampled at `rate` Hz.
+
+    Speeds are measured in `unit`s per second (the shoulder width), so one strength means the same on pixels and
+    on metres. The clip is known in full, so the filter runs forwards and then backwards: no lag.
+    """
+    series = np.asarray(series, dtype=np.float64)
+    if strength == 0.0 or len(series) < 2:
+        smoothing_parameters(strength)  # still reject an out-of-range strength
+        return series.copy()
+    min_cutoff, beta = smoothing_parameters(strength)
+    flat = series.reshape(len(series), -1) / unit
+    forward = _one_euro_pass(flat, rate, min_cutoff, beta)
+    both = _one_euro_pass(forward[::-1], rate, min_cutoff, beta)[::-1]
+    return (both * unit).reshape(series.shape)
+
+
+def shoulder_width(points: np.ndarray) -> float:
+    """Median distance between the shoulders over the clip, in the points' own unit."""
+    width = np.linalg.norm(points[:, JOINT["left_shoulder"]] - points[:, JOINT["right_shoulder"]], axis=-1)
+    return float(np.nanmedian(width))
+
+
+def normalisation(pixels: np.ndarray) -> tuple[float, np.ndarray]:
+    """(scale, offset) with keypoints = pixels · scale + offset: ConductorMotion100's normalisation (as in
+    motion.normalise), kept as a transform so that captured keypoints can be laid back over the video."""
+    width = np.mean(pixels[:, JOINT["left_shoulder"], 0] - pixels[:, JOINT["right_shoulder"], 0])
+    if not np.isfinite(width) or abs(width) < 1e-6:
+        raise CaptureError("The performer's shoulders coincide on average: the person is side-on to the camera.")
+    scale = SHOULDER_WIDTH / width
+    hips = 0.5 * (pixels[:, JOINT["left_hip"]] + pixels[:, JOINT["right_hip"]])
+    return float(scale), np.asarray(HIP_MIDPOINT) - hips.mean(axis=0) * scale
+
+
+def _resample_flags(flags: np.ndarray, src_fps: float) -> np.ndarray:
+    """A 30 fps frame is flagged when either source frame it lies between is flagged."""
+    n_dst = len(resample(np.zeros(len(flags)), src_fps))
+    t = np.arange(n_dst) * src_fps / FPS
+    lower = np.minimum(np.floor(t).astype(int), len(flags) - 1)
+    upper = np.minimum(np.ceil(t).astype(int), len(flags) - 1)
+    return flags[lower] | flags[upper]
+
+
+def clean(landmarks: Landmarks, fps: float, strength: float, threshold: float = VISIBILITY_THRESHOLD):
+    """Fill, smooth and resample raw landmarks → (pixels, world, visibility, filled) at 30 fps, plus warnings."""
+    warnings = []
+    valid = landmarks.detected[:, None] & (landmarks.visibility >= threshold)
+    pixels = np.empty_like(landmarks.pixels)
+    world = np.empty_like(landmarks.world)
+    for j, name in enumerate(JOINT_NAMES):
+        usable = valid[:, j]
+        if not usable.any():
+            # MediaPipe still estimates joints it cannot see (hips below the frame edge, say): keep its guesses
+            # rather than invent positions, and say so.
+            usable = landmarks.detected
+            warnings.append(f"{name.replace('_', ' ')} was never clearly visible: its positions are MediaPipe's estimates")
+        pixels[:, j] = fill_gaps(landmarks.pixels[:, j], usable)
+        world[:, j] = fill_gaps(landmarks.world[:, j], usable)
+    pixels = one_euro(pixels, fps, strength, shoulder_width(pixels))
+    world = one_euro(world, fps, strength, shoulder_width(world))
+    filled = _resample_flags(~valid, fps)
+    visibility = np.where(filled, 0.0, resample(landmarks.visibility, fps))
+    return resample(pixels, fps), resample(world, fps), visibility, filled, warnings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise CaptureError("imageio-ffmpeg is not installed; install it with `pip install imageio-ffmpeg`.") from exc
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def has_audio(video: str | Path) -> bool:
+    result = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(video)], capture_output=True, text=True)
+    return re.search(r"Stream #\S+.*: Audio:", result.stderr) is not None
+
+
+def extract_audio(video: str | Path, out: str | Path) -> Path | None:
+    """Copy the first audio track to a 16-bit WAV at its own rate; None when the video has none."""
+    if not has_audio(video):
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [_ffmpeg(), "-hide_banner", "-v", "error", "-y", "-i", str(video), "-map", "0:a:0", "-vn",
+               "-c:a", "pcm_s16le", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or not out.is_file():
+        out.unlink(missing_ok=True)
+        raise CaptureError(f"The audio track of {Path(video).name} could not be decoded: {result.stderr.strip()[-300:]}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole capture
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def capture(
+    video: str | Path,
+    smoothing: float = 0.5,
+    audio_out: str | Path | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+) -> Capture:
+    """Track the performer in `video` → Motion at 30 fps (CM100) with world landmarks and visibility.
+
+    `audio_out`: where to write the video's audio track as WAV (skipped when None or when there is none).
+    Raises CaptureError for unusable input and CaptureCancelled when `cancelled()` turns true.
+    """
+    smoothing_parameters(smoothing)
+    info = probe_video(video)
+    started = time.perf_counter()
+    landmarks = detect(info, progress=(lambda f, m: progress(0.9 * f, m)) if progress else None, cancelled=cancelled)
+    throughput = landmarks.n_frames / max(time.perf_counter() - started, 1e-9)
+    undetected = int(np.sum(~landmarks.detected))
+    if undetected == landmarks.n_frames:
+        raise CaptureError(
+            f"No person was found in {info.path.name}: 0 of {landmarks.n_frames} frames (0 %) show someone MediaPipe "
+            "can track. Film the performer from the front with the upper body in view."
+        )
+    if progress:
+        progress(0.92, "Filling gaps and smoothing")
+    pixels, world, visibility, filled, warnings = clean(landmarks, info.fps, smoothing)
+    scale, offset = normalisation(pixels)
+    keypoints = pixels * scale + offset
+
+    audio = None
+    if audio_out is not None:
+        if progress:
+            progress(0.96, "Extracting the audio track")
+        try:
+            audio = extract_audio(info.path, audio_out)
+        except CaptureError as exc:
+            warnings.append(str(exc))
+    if undetected:
+        warnings.insert(
+            0, f"no person in {undetected} of {landmarks.n_frames} frames ({100 * undetected / landmarks.n_frames:.1f} %); "
+            "those frames are interpolated and flagged with visibility 0",
+        )
+    downscaled = None
+    if info.scale < 1.0:
+        downscaled = (round(info.width * info.scale), round(info.height * info.scale))
+    report = CaptureReport(
+        source_frames=landmarks.n_frames,
+        undetected_frames=undetected,
+        filled_frames={name: int(filled[:, j].sum()) for j, name in enumerate(JOINT_NAMES)},
+        downscaled_to=downscaled,
+        throughput_fps=throughput,
+        audio=audio,
+        warnings=warnings,
+    )
+    meta = {
+        "source": "capture",
+        "video": str(info.path.resolve()),
+        "video_size": [info.width, info.height],
+        "video_fps": info.fps,
+        "video_frames": landmarks.n_frames,
+        "undetected_frames": undetected,
+        "filled_frames": report.filled_frames,
+        "visibility_threshold": VISIBILITY_THRESHOLD,
+        "smoothing": smoothing,
+        "pixels_to_keypoints": {"scale": scale, "offset": [float(v) for v in offset]},
+        "audio": str(audio.resolve()) if audio else None,
+        "warnings": warnings,
+        "estimator": "mediapipe pose_landmark_full (legacy Pose solution)",
+    }
+    motion = Motion(keypoints=keypoints, meta=meta, world=world, visibility=visibility)
+    if progress:
+        progress(1.0, "Done")
+    return Capture(motion=motion, report=report)

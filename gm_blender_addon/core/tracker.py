@@ -1,0 +1,282 @@
+"""The project's beat, downbeat and meter tracker: a small dilated TCN run in numpy, then two Viterbi decoders.
+
+The network reads the analysis spectrogram (`Spectral.log_mel`, 64 mel bands at ANALYSIS_RATE ≈ 43 Hz, with its
+rectified frame-to-frame rise) and gives per-frame probabilities of a beat, a downbeat and a compound (6/8-like)
+meter, and a distribution over the beat period.  Decoding enforces what a performer does: the beat is steady but may
+bend (an HMM over beat period and phase in which the period may change a little at each beat, drawn towards the
+periods the tempo head favours), and beats group into bars of 2, 3 or 4 (an HMM over meter and position in the bar
+on the decoded beats).  Inference needs numpy only; the weights are an .npz trained by `training/tracker_train.py`
+on the score corpus (`training/corpus.py`) and listed in `weights/manifest.json` under MANIFEST_KIND.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # analysis imports this module to register the tracker
+    from .analysis import BeatGrid, Spectral
+    from .audio import Audio
+
+MANIFEST_KIND = "beat_tracker"
+N_BANDS = 64
+N_INPUT = 2 * N_BANDS  # level and rise of each band
+HEADS = ("beat", "downbeat", "compound")  # then one logit per beat period of `periods(ANALYSIS_RATE)`
+
+MIN_BPM, MAX_BPM = 40.0, 220.0
+# Probability cost of changing the beat period from one beat to the next, as exp(-λ·|τ'/τ − 1|): high enough to
+# keep the pulse steady through weak passages, low enough to follow ritardandi and fermatas.
+TEMPO_CHANGE_LAMBDA = 30.0
+# Weight of the tempo head's period distribution in the beat HMM; it mostly settles double- versus half-tempo.
+TEMPO_PRIOR_WEIGHT = 0.25
+# Odds in favour of a beat at any frame: each beat on the path earns log(a / (1 − a)) + log(BEAT_ODDS), so a peak of
+# the activation is worth a beat while the background between beats is not.  Without it (odds 1) a path with the
+# fewest beats wins wherever the activation stays below 0.5, and the decoder falls to the slowest tempo.
+BEAT_ODDS = 15.0
+METERS = (2, 3, 4)
+METER_CHANGE_PROB = 1e-4
+# Share of downbeats among the beats of the training corpus (bars of 2, 3 and 4 beats).
+DOWNBEAT_PRIOR = 0.33
+# Music starts where the beat activation first exceeds this; the decoder places no beats in the silence around it.
+ACTIVE_THRESHOLD = 0.1
+
+
+class TrackerWeightsError(ValueError):
+    """A tracker weights file that does not hold the expected network."""
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int = 1) -> np.ndarray:
+    """'Same' 1-D convolution of x (C_in, T) with weight (C_out, C_in, K), zero padded, as torch's Conv1d."""
+    k = weight.shape[2]
+    pad = dilation * (k - 1) // 2
+    xp = np.pad(x, ((0, 0), (pad, pad)))
+    t = x.shape[1]
+    out = np.repeat(bias[:, None], t, axis=1).astype(np.float32)
+    for tap in range(k):
+        out += weight[:, :, tap] @ xp[:, tap * dilation : tap * dilation + t]
+    return out
+
+
+@dataclass
+class TCN:
+    """Input conv, residual dilated blocks (x + W₁·ELU(conv_d(x))), and a 1×1 head with one logit per HEADS."""
+
+    params: dict[str, np.ndarray]
+    dilations: tuple[int, ...]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TCN":
+        with np.load(path) as data:
+            params = {k: data[k].astype(np.float32) for k in data.files if k != "dilations"}
+            if "dilations" not in data.files or "input.weight" not in params:
+                raise TrackerWeightsError(f"{path} is not a beat tracker weights file")
+            dilations = tuple(int(d) for d in data["dilations"])
+        if params["input.weight"].shape[1] != N_INPUT or params["head.weight"].shape[0] <= len(HEADS):
+            raise TrackerWeightsError(f"{path} has the wrong input or output size")
+        return cls(params, dilations)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(len(HEADS) + n_periods, T) logits for features (N_INPUT, T)."""
+        p = self.params
+        x = _elu(conv1d(features, p["input.weight"], p["input.bias"]))
+        for i, d in enumerate(self.dilations):
+            h = _elu(conv1d(x, p[f"blocks.{i}.dilated.weight"], p[f"blocks.{i}.dilated.bias"], d))
+            x = x + conv1d(h, p[f"blocks.{i}.mix.weight"], p[f"blocks.{i}.mix.bias"])
+        return conv1d(x, p["head.weight"], p["head.bias"])
+
+
+def features(log_mel: np.ndarray) -> np.ndarray:
+    """Network input (N_INPUT, T) from `Spectral.log_mel` (dB re the piece maximum, floor −80): each band's level
+    scaled to 0..1, and its rise since the previous frame (onsets; 20 dB → 1)."""
+    level = np.asarray(log_mel, np.float32) / 80.0 + 1.0
+    rise = np.maximum(0.0, np.diff(level, axis=1, prepend=level[:, :1])) * 4.0
+    return np.concatenate([level, rise]).astype(np.float32)
+
+
+def periods(fps: float) -> np.ndarray:
+    """Beat periods in frames that the decoder and the tempo head consider: MIN_BPM..MAX_BPM."""
+    return np.arange(int(np.floor(60.0 * fps / MAX_BPM)), int(np.ceil(60.0 * fps / MIN_BPM)) + 1)
+
+
+def tempo_prior(tempo_logits: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """The piece's beat-period distribution: the tempo head's softmax averaged over the frames with music."""
+    z = tempo_logits[:, active] if active.any() else tempo_logits
+    z = np.exp(z - z.max(axis=0, keepdims=True))
+    return (z / z.sum(axis=0, keepdims=True)).mean(axis=1)
+
+
+def decode_beats(activation: np.ndarray, fps: float, prior: np.ndarray | None = None,
+                 lam: float = TEMPO_CHANGE_LAMBDA, odds: float = BEAT_ODDS) -> np.ndarray:
+    """Beat frames (float, sub-frame refined) from a beat activation, by Viterbi over (period, phase) states.
+
+    `prior` is a distribution over `periods(fps)` (the tempo head's); entering a period pays its log-probability.
+    """
+    active = np.flatnonzero(activation > ACTIVE_THRESHOLD)
+    if len(active) < 2:
+        return np.zeros(0)
+    first, last = active[0], active[-1] + 1
+    act = np.clip(activation[first:last], 1e-6, 1 - 1e-6)
+    taus = periods(fps)
+    # Relative to the favourite period, so that beats at the favoured tempo cost nothing extra.
+    log_prior = (TEMPO_PRIOR_WEIGHT * np.log(np.clip(prior / prior.max(), 1e-4, 1.0)) if prior is not None
+                 else np.zeros(len(taus)))
+    starts = np.concatenate([[0], np.cumsum(taus)[:-1]])
+    ends = starts + taus - 1
+    n_states = int(taus.sum())
+    phase = np.arange(n_states) - np.repeat(starts, taus)
+    # One beat frame per period whatever the tempo: a wider beat region at slow tempi would favour half tempo.
+    in_region = phase == 0
+    not_start = np.ones(n_states, bool)
+    not_start[starts] = False
+    inner = np.flatnonzero(not_start)
+
+    ratio = taus[None, :] / taus[:, None]
+    log_trans = -lam * np.abs(ratio - 1.0)
+    log_trans -= np.log(np.exp(log_trans).sum(axis=1, keepdims=True))
+    log_trans += log_prior[None, :]
+
+    log_beat, log_other = np.log(act), np.log((1 - act) / odds)
+    delta = np.where(in_region, log_beat[0], log_other[0]) + np.repeat(log_prior, taus)
+    back = np.empty((len(act), len(taus)), np.int16)
+    for t in range(1, len(act)):
+        new = np.empty(n_states)
+        new[inner] = delta[inner - 1]
+        cand = delta[ends][:, None] + log_trans
+        best = np.argmax(cand, axis=0)
+        back[t] = best
+        new[starts] = cand[best, np.arange(len(taus))]
+        new += np.where(in_region, log_beat[t], log_other[t])
+        delta = new
+
+    state = int(np.argmax(delta))
+    path_starts = []
+    period_index = np.repeat(np.arange(len(taus)), taus)
+    for t in range(len(act) - 1, 0, -1):
+        if not not_start[state]:
+            path_starts.append(t)
+            state = int(ends[back[t][period_index[state]]])
+        else:
+            state -= 1
+    if not not_start[state]:
+        path_starts.append(0)
+    frames = np.array(sorted(path_starts), float)
+    return first + _refine(act, frames)
+
+
+def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Move each beat to the activation peak within ±2 frames, with parabolic sub-frame interpolation."""
+    out = []
+    for f in frames.astype(int):
+        lo, hi = max(0, f - 2), min(len(act), f + 3)
+        k = lo + int(np.argmax(act[lo:hi]))
+        if 0 < k < len(act) - 1:
+            a, b, c = act[k - 1], act[k], act[k + 1]
+            denom = a - 2 * b + c
+            k = k + (0.5 * (a - c) / denom if denom < 0 else 0.0)
+        out.append(k)
+    return np.asarray(out, float)
+
+
+def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray,
+                prior: float = DOWNBEAT_PRIOR) -> tuple[np.ndarray, int]:
+    """(index of each bar's first beat, beats per bar) by Viterbi over (meter, position in bar) on the beats.
+
+    The downbeat activation is a posterior under the training data's share of downbeats among beats (`prior`); it is
+    turned into a likelihood ratio so that the meter's own share comes from the state space alone, not twice.
+    """
+    if len(beat_frames) == 0:
+        return np.zeros(0, int), 4
+    idx = np.clip(np.round(beat_frames).astype(int), 0, len(downbeat) - 1)
+    d = np.array([downbeat[max(0, i - 2) : i + 3].max() for i in idx])
+    d = np.clip(d, 1e-4, 1 - 1e-4)
+    states = [(m, k) for m in METERS for k in range(m)]
+    n = len(states)
+    trans = np.full((n, n), -np.inf)
+    for i, (m, k) in enumerate(states):
+        for j, (m2, k2) in enumerate(states):
+            if m2 == m and k2 == (k + 1) % m:
+                trans[i, j] = np.log(1 - METER_CHANGE_PROB)
+            elif k == m - 1 and k2 == 0 and m2 != m:
+                trans[i, j] = np.log(METER_CHANGE_PROB / (len(METERS) - 1))
+    is_down = np.array([k == 0 for _, k in states])
+
+    def emission(t):
+        return np.where(is_down, np.log(d[t] / prior), np.log((1 - d[t]) / (1 - prior)))
+
+    delta = emission(0) - np.log(n)
+    back = np.zeros((len(d), n), int)
+    for t in range(1, len(d)):
+        cand = delta[:, None] + trans
+        back[t] = np.argmax(cand, axis=0)
+        delta = cand[back[t], np.arange(n)] + emission(t)
+    path = [int(np.argmax(delta))]
+    for t in range(len(d) - 1, 0, -1):
+        path.append(back[t][path[-1]])
+    path = path[::-1]
+    meters = np.array([states[s][0] for s in path])
+    downs = np.flatnonzero([states[s][1] == 0 for s in path])
+    per_bar = int(np.bincount(meters).argmax())
+    return downs, per_bar
+
+
+class TCNTracker:
+    """Beats, downbeats and meter from the project-trained network (see the module docstring)."""
+
+    name = "tcn"
+
+    def __init__(self, weights: str | Path | None = None):
+        self.weights = Path(weights) if weights is not None else shipped_weights()
+        if self.weights is None:
+            raise TrackerWeightsError("no beat tracker weights are installed; use the librosa tracker")
+
+    def track(self, audio: Audio, spectral: Spectral) -> BeatGrid:
+        from .analysis import BeatGrid
+
+        logits = _network(self.weights).logits(features(spectral.log_mel))
+        beat, down, compound = _sigmoid(logits[: len(HEADS)])
+        music = beat > ACTIVE_THRESHOLD
+        frames = decode_beats(beat, spectral.rate, tempo_prior(logits[len(HEADS) :], music))
+        beats = frames / spectral.rate
+        bar_starts, per_bar = decode_bars(frames, down)
+        subdivision = 3 if (compound[music].mean() if music.any() else 0.0) > 0.5 else 2
+        tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 0.0
+        return BeatGrid(beats=beats, tempo_bpm=tempo, downbeats=beats[bar_starts], beats_per_bar=per_bar,
+                        subdivision=subdivision)
+
+
+_NETWORKS: dict[Path, TCN] = {}
+
+
+def _network(path: Path) -> TCN:
+    if path not in _NETWORKS:
+        _NETWORKS[path] = TCN.load(path)
+    return _NETWORKS[path]
+
+
+def shipped_weights() -> Path | None:
+    """The installed tracker weights, checked against the manifest; None when none are installed."""
+    from ..weights import default_checkpoint
+
+    return default_checkpoint(MANIFEST_KIND)
+
+
+def approved_as_default() -> bool:
+    """Whether the installed weights' manifest entry makes this the default tracker ("default_tracker": true).
+
+    Weights ship before they are good enough to replace librosa everywhere; the flag is set once they pass the
+    acceptance bar (the held-out benchmark and the click, meter and demo tests of `tests/core/test_analysis.py`).
+    """
+    from ..weights import read_manifest
+
+    return bool(read_manifest().get(MANIFEST_KIND, {}).get("default_tracker", False))

@@ -1,0 +1,82 @@
+"""M2S-GAN (VirtualConductor): a music-conditioned convolutional generator (nets/m2sgan.py).
+
+Any length of music in one consistent pass: the music encoder runs in overlapping chunks whose borders cannot be
+told apart from a single pass (nets/windows.overlap_save), and the temporal decoder, cheap even for an hour, then
+runs over the whole piece with one noise sequence. So there are no windows to blend and no seams, unlike the
+official inference script, which generated independent 60 s chunks, wrote zeros for a last chunk under 5 s and
+crashed on whole pieces under 5 s. Here music shorter than MIN_SECONDS, or not a whole number of seconds, is
+extended by mirroring its end and the extra frames are cropped from the motion.
+
+The official generator is known to ignore its noise (about 0.3 % variation across seeds); the seed changes the
+noise all the same, and weights trained to use it will vary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core.motion import FPS, Motion
+from .registry import GeneratorSpec, Request
+
+# Shortest music the generator is run on (the official code needed more than 4 s); shorter music is mirrored.
+MIN_SECONDS = 5
+MEL_PER_SECOND = 90
+
+
+def generate_keypoints(generator, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
+    """Raw generator output (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length.
+
+    `generator` is a nets.Generator in eval mode; the noise (1 Hz, 8-d) comes from `seed`.
+    """
+    import torch
+
+    from .nets.inference import encode_music
+    from .nets.windows import fit_frames
+
+    seconds = max(MIN_SECONDS, math.ceil(n_frames / FPS))
+    mel = fit_frames(np.asarray(mel, dtype=np.float32), MEL_PER_SECOND * seconds)
+    encoding_progress = None if progress is None else (lambda f, m: progress(0.9 * f, m))
+    music = encode_music(generator.music_encoder, mel, encoding_progress)
+    noise = generator.sample_noise(1, seconds, torch.Generator().manual_seed(seed))
+    if progress is not None:
+        progress(0.9, "Generating the motion")
+    with torch.inference_mode():
+        motion = generator.decode(torch.from_numpy(music)[None], noise)[0].numpy()
+    return motion[:n_frames]
+
+
+def _generate(request: Request) -> Motion:
+    from ..core.audio import official_mel
+    from .nets import load_generator
+    from .nets.inference import load_weights, to_cm100
+
+    request.report(0.0, "Loading the M2S-GAN weights")
+    generator = load_weights(load_generator, request.checkpoint, GENERATOR.label)
+    request.report(0.05, "Computing the mel spectrogram")
+    mel = official_mel(request.audio)
+    keypoints = generate_keypoints(
+        generator, mel, request.analysis.n_frames, request.seed,
+        progress=lambda fraction, message: request.report(0.15 + 0.8 * fraction, message),
+    )
+    keypoints, placement = to_cm100(keypoints)
+    request.report(1.0, "Motion ready")
+    return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, **placement})
+
+
+def _project_weights():
+    from ..weights import default_checkpoint
+
+    return default_checkpoint("m2sgan")
+
+
+GENERATOR = GeneratorSpec(
+    name="m2sgan",
+    label="M2S-GAN",
+    description="VirtualConductor's music-to-motion GAN; project-trained weights unless a checkpoint is given "
+    "(e.g. the official M2SGAN_official_pretrained.pt)",
+    generate=_generate,
+    needs_checkpoint=True,
+    default_checkpoint=_project_weights,
+)

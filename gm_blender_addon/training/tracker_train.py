@@ -1,0 +1,336 @@
+"""Train the beat / downbeat / meter TCN of `core.tracker` on the score corpus and export it as numpy weights.
+
+    python -m gm_blender_addon.training.tracker_train --corpus data/corpus --out weights/tracker_tcn.npz --minutes 30
+
+Training runs for a wall-clock budget on one CPU thread, checkpoints every evaluation (``<out>.ckpt.pt``; a rerun
+resumes from it) and keeps the weights that decode best on the validation split.  Augmentation on top of the
+corpus's own (rendered rate, reverb, EQ, noise, level): time stretch of the spectrogram and labels (tempo), and a
+shift of a few mel bands (register).  The export is an .npz of float32 arrays named as `core.tracker.TCN` expects,
+added to ``weights/manifest.json`` under `core.tracker.MANIFEST_KIND` with its recipe, data and validation scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..core import tracker as tr
+from ..core.analysis import ANALYSIS_RATE
+
+DILATIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CHANNELS = 40
+CROP_FRAMES = 1024
+BATCH = 8
+COMPOUND_WEIGHT = 1.0
+TEMPO_WEIGHT = 0.3
+TEMPO_SIGMA = 0.04  # relative width of the soft beat-period target (log scale)
+STRETCH = (0.8, 1.25)
+BAND_SHIFT = 2
+EVAL_EVERY = 250
+LEARNING_RATE = 2e-3
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start: no corpus, or an empty split."""
+
+
+@dataclass
+class Excerpt:
+    log_mel: np.ndarray  # (N_BANDS, T) float32, dB re the excerpt maximum
+    beats: np.ndarray  # seconds
+    downbeats: np.ndarray
+    compound: bool
+    beats_per_bar: int
+
+
+def load_split(folder: Path, loaded: dict[Path, Excerpt] | None = None) -> dict[Path, Excerpt]:
+    """Every finished excerpt of a split folder (its .json is written last), adding to `loaded`."""
+    out = dict(loaded or {})
+    for record_path in sorted(folder.glob("*.json")):
+        npz = record_path.with_suffix(".npz")
+        if npz in out:
+            continue
+        record = json.loads(record_path.read_text())
+        with np.load(npz) as data:
+            out[npz] = Excerpt(data["log_mel"].T.astype(np.float32), data["beats"],
+                               data["downbeats"], record["subdivision"] == 3, record["beats_per_bar"])
+    return out
+
+
+def _targets(times: np.ndarray, n: int, fps: float) -> np.ndarray:
+    """1 on the nearest frame, 0.5 on its neighbours: a beat is rarely exactly on a frame."""
+    target = np.zeros(n, np.float32)
+    frames = np.round(np.asarray(times) * fps).astype(int)
+    for offset, value in ((-1, 0.5), (1, 0.5), (0, 1.0)):
+        f = frames + offset
+        f = f[(f >= 0) & (f < n)]
+        target[f] = np.maximum(target[f], value)
+    return target
+
+
+def tempo_targets(beats: np.ndarray, n: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(soft distribution over `tr.periods(fps)` per frame (P, n), mask (n,)) from the local beat period."""
+    taus = tr.periods(fps)
+    t = np.arange(n)
+    mask = np.zeros(n, np.float32)
+    target = np.zeros((len(taus), n), np.float32)
+    if len(beats) < 2:
+        return target, mask
+    frames = np.asarray(beats) * fps
+    inside = (t >= frames[0]) & (t < frames[-1])
+    period = np.interp(t, frames[:-1], np.diff(frames))
+    valid = inside & (period >= taus[0]) & (period <= taus[-1])
+    logits = -0.5 * ((np.log(taus)[:, None] - np.log(np.maximum(period, 1.0))[None, :]) / TEMPO_SIGMA) ** 2
+    dist = np.exp(logits - logits.max(axis=0, keepdims=True))
+    target[:, valid] = (dist / dist.sum(axis=0, keepdims=True))[:, valid]
+    mask[valid] = 1.0
+    return target, mask
+
+
+def sample_batch(excerpts: Sequence[Excerpt], rng: np.random.Generator, fps: float = ANALYSIS_RATE):
+    """(features (B, N_INPUT, T), targets (B, 3, T), tempo targets (B, P, T), tempo mask (B, T)) crops with time
+    stretch and band shift."""
+    xs, ys, ts, ms = [], [], [], []
+    for _ in range(BATCH):
+        ex = excerpts[int(rng.integers(len(excerpts)))]
+        stretch = float(np.exp(rng.uniform(np.log(STRETCH[0]), np.log(STRETCH[1]))))
+        n_src = ex.log_mel.shape[1]
+        n = max(1, int(n_src / stretch))
+        src = np.minimum(np.arange(n) * stretch, n_src - 1)
+        left = np.floor(src).astype(int)
+        right = np.minimum(left + 1, n_src - 1)
+        frac = (src - left).astype(np.float32)
+        feats = ex.log_mel[:, left] * (1 - frac) + ex.log_mel[:, right] * frac
+        shift = int(rng.integers(-BAND_SHIFT, BAND_SHIFT + 1))
+        if shift:
+            # The bands rolled round the edge are replaced by the nearest real band.
+            feats = np.roll(feats, shift, axis=0)
+            if shift > 0:
+                feats[:shift] = feats[shift]
+            else:
+                feats[shift:] = feats[shift - 1]
+        feats = tr.features(feats)
+        beat = _targets(ex.beats / stretch, n, fps)
+        down = _targets(ex.downbeats / stretch, n, fps)
+        comp = np.full(n, float(ex.compound), np.float32)
+        tempo, tempo_mask = tempo_targets(ex.beats / stretch, n, fps)
+        start = int(rng.integers(0, max(1, n - CROP_FRAMES)))
+        stop = min(n, start + CROP_FRAMES)
+        x = np.zeros((tr.N_INPUT, CROP_FRAMES), np.float32)
+        y = np.zeros((3, CROP_FRAMES), np.float32)
+        tt = np.zeros((len(tempo), CROP_FRAMES), np.float32)
+        m = np.zeros(CROP_FRAMES, np.float32)
+        x[:, : stop - start] = feats[:, start:stop]
+        y[:, : stop - start] = np.stack([beat, down, comp])[:, start:stop]
+        tt[:, : stop - start] = tempo[:, start:stop]
+        m[: stop - start] = tempo_mask[start:stop]
+        xs.append(x)
+        ys.append(y)
+        ts.append(tt)
+        ms.append(m)
+    return np.stack(xs), np.stack(ys), np.stack(ts), np.stack(ms)
+
+
+def build_model(channels: int = CHANNELS, dilations: Sequence[int] = DILATIONS):
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.dilated = nn.Conv1d(channels, channels, 3, dilation=d, padding=d)
+            self.mix = nn.Conv1d(channels, channels, 1)
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x):
+            return x + self.mix(self.drop(nn.functional.elu(self.dilated(x))))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input = nn.Conv1d(tr.N_INPUT, channels, 3, padding=1)
+            self.blocks = nn.ModuleList(Block(d) for d in dilations)
+            self.head = nn.Conv1d(channels, len(tr.HEADS) + len(tr.periods(ANALYSIS_RATE)), 1)
+
+        def forward(self, x):
+            x = nn.functional.elu(self.input(x))
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+    torch.manual_seed(0)
+    return Net()
+
+
+def export(model, path: Path, dilations: Sequence[int] = DILATIONS) -> None:
+    arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    np.savez(path, dilations=np.asarray(dilations, np.int32), **arrays)
+
+
+def f_measure(estimated, reference, tolerance: float = 0.07) -> float:
+    """Beat F-measure with one-to-one matching inside ±tolerance (as mir_eval counts it)."""
+    estimated, reference = np.sort(np.asarray(estimated)), np.sort(np.asarray(reference))
+    if len(estimated) == 0 or len(reference) == 0:
+        return 0.0
+    used = np.zeros(len(estimated), bool)
+    hits = 0
+    for r in reference:
+        candidates = np.flatnonzero(~used & (np.abs(estimated - r) <= tolerance))
+        if len(candidates):
+            used[candidates[np.argmin(np.abs(estimated[candidates] - r))]] = True
+            hits += 1
+    if hits == 0:
+        return 0.0
+    precision, recall = hits / len(estimated), hits / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def evaluate(network: tr.TCN, excerpts: Sequence[Excerpt], fps: float = ANALYSIS_RATE) -> dict:
+    """Mean beat F, downbeat F and meter accuracy of the full decoder on whole excerpts."""
+    beat_f, down_f, meter_ok = [], [], []
+    for ex in excerpts:
+        logits = network.logits(tr.features(ex.log_mel))
+        beat, down, compound = 1 / (1 + np.exp(-logits[: len(tr.HEADS)]))
+        music = beat > tr.ACTIVE_THRESHOLD
+        frames = tr.decode_beats(beat, fps, tr.tempo_prior(logits[len(tr.HEADS):], music))
+        starts, per_bar = tr.decode_bars(frames, down)
+        beats = frames / fps
+        beat_f.append(f_measure(beats, ex.beats))
+        down_f.append(f_measure(beats[starts], ex.downbeats))
+        is_compound = music.any() and compound[music].mean() > 0.5
+        meter_ok.append(per_bar == ex.beats_per_bar and is_compound == ex.compound)
+    return {"beat_f": float(np.mean(beat_f)), "downbeat_f": float(np.mean(down_f)),
+            "meter_accuracy": float(np.mean(meter_ok))}
+
+
+def train(corpus: Path, out: Path, minutes: float, log=print) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    train_loaded = load_split(corpus / "train")
+    val_set = list(load_split(corpus / "val").values())
+    if not train_loaded or not val_set:
+        raise TrainingError(f"{corpus} has no train or val excerpts; build it with training.corpus first")
+    train_set = list(train_loaded.values())
+    model = build_model()
+    optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    checkpoint = out.with_suffix(".ckpt.pt")
+    step, best, history = 0, None, []
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, best, history = state["step"], state["best"], state["history"]
+        log(f"resumed at step {step}")
+    rng = np.random.default_rng(step)
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+    head_weights = torch.tensor([1.0, 1.0, COMPOUND_WEIGHT])[None, :, None]
+    began = time.monotonic()
+    deadline = began + 60.0 * minutes
+    scratch = out.with_suffix(".candidate.npz")
+    running = []
+    while time.monotonic() < deadline:
+        model.train()
+        # Learning rate decays linearly with the time budget, to a tenth at the end.
+        for group in optimiser.param_groups:
+            group["lr"] = LEARNING_RATE * (1.0 - 0.9 * (time.monotonic() - began) / (deadline - began))
+        x, y, tempo, tempo_mask = sample_batch(train_set, rng)
+        logits = model(torch.from_numpy(x))
+        n_heads = len(tr.HEADS)
+        loss = (loss_fn(logits[:, :n_heads], torch.from_numpy(y)) * head_weights).mean()
+        log_p = torch.log_softmax(logits[:, n_heads:], dim=1)
+        mask = torch.from_numpy(tempo_mask)
+        tempo_loss = -(torch.from_numpy(tempo) * log_p).sum(dim=1)
+        loss = loss + TEMPO_WEIGHT * (tempo_loss * mask).sum() / mask.sum().clamp(min=1.0)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        running.append(loss.item())
+        step += 1
+        if step % EVAL_EVERY == 0:
+            # The corpus may still be building: new excerpts join at each evaluation.
+            train_loaded = load_split(corpus / "train", train_loaded)
+            train_set = list(train_loaded.values())
+            model.eval()
+            export(model, scratch)
+            scores = evaluate(tr.TCN.load(scratch), val_set)
+            scores.update(step=step, loss=float(np.mean(running)), train_excerpts=len(train_set),
+                          train_hours=round(sum(e.log_mel.shape[1] for e in train_set) / ANALYSIS_RATE / 3600, 2))
+            running = []
+            history.append(scores)
+            score = scores["beat_f"] + scores["downbeat_f"] + 0.5 * scores["meter_accuracy"]
+            if best is None or score > best["score"]:
+                best = {**scores, "score": score}
+                scratch.replace(out)
+            log(json.dumps(scores))
+            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                        "best": best, "history": history}, checkpoint)
+    if scratch.exists():
+        scratch.unlink()
+    return {"best": best, "steps": step, "history": history,
+            "train_excerpts": len(train_set), "val_excerpts": len(val_set)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gm_blender_addon.training.tracker_train",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--out", type=Path, default=Path("weights/tracker_tcn.npz"))
+    parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget")
+    parser.add_argument("--no-manifest", action="store_true", help="do not list the result in the manifest")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(time.strftime("%H:%M:%S"), message, flush=True)
+
+    try:
+        result = train(args.corpus, args.out, args.minutes, log)
+    except TrainingError as exc:
+        print(f"tracker_train: {exc}", file=sys.stderr)
+        return 1
+    log(json.dumps(result["best"]))
+    if not args.no_manifest and args.out.is_file():
+        write_manifest_entry(args.corpus, args.out, result)
+    return 0
+
+
+def write_manifest_entry(corpus: Path, path: Path, result: dict, **extra) -> dict:
+    """List `path` in the weights manifest; it is not made the default tracker (see core.tracker.approved_as_default)."""
+    from ..weights import write_entry
+
+    corpus_manifest = json.loads((corpus / "corpus.json").read_text())
+    splits = corpus_manifest["splits"]
+    return write_entry(
+        tr.MANIFEST_KIND, path,
+        architecture={"network": "TCN", "channels": CHANNELS, "dilations": list(DILATIONS),
+                      "input": "core.analysis.compute_spectral log_mel, 64 bands at 22050/512 Hz",
+                      "heads": list(tr.HEADS) + ["beat period (tempo) distribution"],
+                      "decoder": "Viterbi over beat period/phase, then meter/bar position"},
+        recipe={"corpus": corpus_manifest["recipe"],
+                "training": f"python -m gm_blender_addon.training.tracker_train --corpus {corpus} --out {path}"},
+        data={"train_hours": splits["train"]["hours"], "val_hours": splits["val"]["hours"],
+              "train_works": len(splits["train"]["works"]),
+              "held_out_test_works": splits["test"]["works"], "val_works": splits["val"]["works"],
+              "rights_tiers_trained_on": splits["train"]["rights_tiers"],
+              "excluded_corpus_folders": corpus_manifest["excluded_corpus_folders"]},
+        licence=("Weights trained by the project; offered for commercial use. Training scores: music21 corpus "
+                 "encodings of public-domain compositions whose encodings state a permissive licence (public "
+                 "domain, CC0, CC-BY) or state none ('unstated' tier: Bach chorales, Beethoven, Mozart and Haydn "
+                 "quartets, Ryan's Mammoth Collection tunes). music21 says restrictions are embedded per file or "
+                 "per folder; these files embed none. UNCERTAIN: the quartet and chorale encodings appear to come "
+                 "from CCARH/Humdrum sources whose own terms are not stated in music21; the lead should confirm."),
+        metrics={"val": result["best"], "steps": result["steps"]},
+        default_tracker=False,
+        **extra,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The panels draw without errors in each state, naming only properties and operators that exist.
+
+Background Blender draws no UI, so the panels' draw() runs on a layout stand-in that checks what it is asked for.
+"""
+
+from types import SimpleNamespace
+
+import bpy
+
+from gm_blender_addon.blender import rigs
+from gm_blender_addon.blender.operators import GM_OT_generate
+from gm_blender_addon.blender.panels import GM_PT_conductor, GM_PT_rig_map
+from gm_blender_addon.blender.worker import Job
+
+
+class CheckingLayout:
+    """Records what a panel draws; fails on unknown properties or operators."""
+
+    def __init__(self, drawn):
+        self.drawn = drawn
+
+    def _nested(self, *args, **kwargs):
+        return CheckingLayout(self.drawn)
+
+    row = column = box = _nested
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        self.drawn.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
+        self.drawn.append(("prop_search", kwargs.get("text", name)))
+
+    def operator(self, idname, **kwargs):
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.drawn.append(("operator", idname))
+
+    def operator_menu_enum(self, idname, prop, **kwargs):
+        self.operator(idname)
+
+    def label(self, text="", **kwargs):
+        self.drawn.append(("label", text))
+
+
+def _draw(panel, context):
+    drawn = []
+    panel.draw(SimpleNamespace(layout=CheckingLayout(drawn)), context)
+    return drawn
+
+
+def test_main_panel_offers_generate_or_shows_the_running_job(empty_scene):
+    assert ("operator", "gm.generate") in _draw(GM_PT_conductor, bpy.context)
+    GM_OT_generate.running = Job(lambda progress: None)
+    try:
+        labels = [text for kind, text in _draw(GM_PT_conductor, bpy.context) if kind == "label"]
+    finally:
+        GM_OT_generate.running = None
+    assert any("Esc to cancel" in text for text in labels)
+
+
+def test_rig_map_panel_in_each_state(empty_scene):
+    assert [kind for kind, _ in _draw(GM_PT_rig_map, bpy.context)] == ["label"]  # no armature yet
+    armature = rigs.append_bundled_rig(empty_scene)
+    empty_scene.gm_conductor.armature = armature
+    drawn = _draw(GM_PT_rig_map, bpy.context)
+    assert ("operator", "gm.rig_map_detect") in drawn and not any(kind == "prop_search" for kind, _ in drawn)
+    bpy.ops.gm.rig_map_detect()
+    entries = {entry.part: entry for entry in armature.gm_rig_map.bones}
+    entries["hips"].bone = "no such bone"  # an optional part: no warning
+    drawn = _draw(GM_PT_rig_map, bpy.context)
+    assert ("prop_search", "hips") in drawn and ("prop_search", "hand.R") in drawn
+    assert not any(kind == "label" and text.startswith("Missing:") for kind, text in drawn)
+    entries["chest"].bone = "no such bone"
+    assert ("label", "Missing: no such bone") in _draw(GM_PT_rig_map, bpy.context)

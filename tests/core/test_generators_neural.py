@@ -1,0 +1,258 @@
+"""The m2sgan and diffusion generators: registry and CLI wiring, checkpoints, any length, seams, seeds.
+
+Most tests use randomly initialised networks saved in the project checkpoint format (their output layer starts at a
+plausible body, as training does). Tests against the official M2S-GAN read it from ../shared and skip without it;
+tests of the project-trained weights skip when weights/ has none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import click_music, steady_analysis
+from gm_blender_addon import cli, weights
+from gm_blender_addon.core.audio import Audio, official_mel
+from gm_blender_addon.core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH
+from gm_blender_addon.generators import registry
+from gm_blender_addon.generators.diffusion import generate_keypoints as sample_diffusion
+from gm_blender_addon.generators.m2sgan import generate_keypoints as generate_gan
+from gm_blender_addon.generators.nets import (
+    Generator,
+    M2SNet,
+    MotionTransformer,
+    load_diffusion_denoiser,
+    load_generator,
+    save_checkpoint,
+)
+from gm_blender_addon.generators.nets.inference import encode_music, to_cm100
+from gm_blender_addon.generators.nets.windows import WindowPlan, join_windows, seam_report
+from gm_blender_addon.generators.procedural import conduct
+from gm_blender_addon.training.evaluation import seed_variation
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "virtualconductor"
+OFFICIAL_GAN = REFERENCE / "M2SGAN_official_pretrained.pt"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"reference file not available: {path}")
+    return path
+
+
+def _audio(seconds: float, bpm: float = 120.0) -> Audio:
+    return Audio(click_music(seconds, bpm, 4), 22050, Path(f"clicks_{seconds:g}s.wav"), "0" * 64)
+
+
+def _request(seconds: float, checkpoint=None, seed: int = 0, **options) -> registry.Request:
+    return registry.Request(audio=_audio(seconds), analysis=steady_analysis(seconds), seed=seed,
+                            checkpoint=checkpoint, options=options)
+
+
+MEAN_POSE = conduct(steady_analysis(12.0), seed=0).mean(axis=0).reshape(-1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The networks here are small; extra threads only contend on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def gan_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    generator = Generator()
+    with torch.no_grad():
+        generator.pose_head[4].bias.copy_(torch.logit(torch.from_numpy(MEAN_POSE)))
+    return save_checkpoint(generator, tmp_path_factory.mktemp("ckpt") / "gan.pt", "m2sgan")
+
+
+@pytest.fixture(scope="module")
+def diffusion_checkpoint(tmp_path_factory) -> Path:
+    """A small denoiser whose windows are 10 s, so a 15 s piece needs two."""
+    torch.manual_seed(0)
+    denoiser = MotionTransformer(num_layers=2, latent_dim=32, num_frames=300)
+    with torch.no_grad():
+        denoiser.out.weight.normal_(0, 0.02)  # not zero, so the sampled motion depends on the noise
+        denoiser.out.bias.copy_(torch.from_numpy(MEAN_POSE))
+    return save_checkpoint(denoiser, tmp_path_factory.mktemp("ckpt") / "denoiser.pt", "diffusion")
+
+
+def _assert_cm100(keypoints: np.ndarray) -> None:
+    width = keypoints[:, JOINT["left_shoulder"], 0] - keypoints[:, JOINT["right_shoulder"], 0]
+    hips = 0.5 * (keypoints[:, JOINT["left_hip"]] + keypoints[:, JOINT["right_hip"]])
+    assert width.mean() == pytest.approx(SHOULDER_WIDTH, abs=1e-5)
+    assert hips.mean(axis=0) == pytest.approx(HIP_MIDPOINT, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry, CLI, checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_registered_with_their_options():
+    assert {"m2sgan", "diffusion", "procedural"} <= set(registry.names())
+    gan, diffusion = registry.get("m2sgan"), registry.get("diffusion")
+    assert gan.needs_checkpoint and diffusion.needs_checkpoint and not gan.options
+    options = {o.name: o for o in diffusion.options}
+    assert options["steps"].type is int and 1 <= options["steps"].default <= 50
+    assert options["guidance"].type is float
+
+
+def test_cli_flags_reach_the_generator():
+    parser = cli._build_parser()
+    args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "diffusion", "--steps", "7",
+                              "--guidance", "2.5", "--checkpoint", "my.pt", "--seed", "4"])
+    assert cli._validate(args) == {"steps": 7, "guidance": 2.5}
+    assert args.checkpoint == Path("my.pt") and args.seed == 4
+    args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "m2sgan", "--steps", "7"])
+    with pytest.raises(cli.UsageError, match="--steps does not apply to the m2sgan generator"):
+        cli._validate(args)
+
+
+def test_wrong_files_are_generator_errors(tmp_path, gan_checkpoint, diffusion_checkpoint):
+    sync_net = save_checkpoint(M2SNet(), tmp_path / "sync.pt", "m2snet")
+    with pytest.raises(registry.GeneratorError, match="not an M2S-GAN generator checkpoint.*looks like an M2S-Net"):
+        registry.generate("m2sgan", _request(6.0, sync_net))
+    with pytest.raises(registry.GeneratorError, match="not a Diffusion-Conductor denoiser.*looks like an M2S-GAN"):
+        registry.generate("diffusion", _request(6.0, gan_checkpoint))
+    with pytest.raises(registry.GeneratorError, match="not found"):
+        registry.generate("m2sgan", _request(6.0, tmp_path / "missing.pt"))
+    with pytest.raises(registry.GeneratorError, match="--steps must be between 1 and 1000"):
+        registry.generate("diffusion", _request(6.0, diffusion_checkpoint, steps=0))
+
+
+def test_project_weights_are_the_default(tmp_path, monkeypatch, gan_checkpoint):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(weights, "weights_dir", lambda: folder)
+    with pytest.raises(registry.GeneratorError, match="pass --checkpoint PATH .no project-trained M2S-GAN"):
+        registry.generate("m2sgan", _request(6.0))
+    installed = folder / "m2sgan.pt"
+    installed.write_bytes(gan_checkpoint.read_bytes())
+    weights.write_entry("m2sgan", installed, folder, recipe={"test": True}, epochs=0)
+    motion = registry.generate("m2sgan", _request(6.0))
+    assert motion.meta["checkpoint"] == "m2sgan.pt" and motion.meta["generator"] == "m2sgan"
+    installed.write_bytes(installed.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(registry.GeneratorError, match="damaged or was replaced"):
+        registry.generate("m2sgan", _request(6.0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Any length, one pass, no seams
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seconds", [2.5, 4.0, 13.37])
+def test_m2sgan_any_length(gan_checkpoint, seconds):
+    request = _request(seconds, gan_checkpoint, seed=3)
+    motion = registry.generate("m2sgan", request)
+    assert motion.keypoints.shape == (request.analysis.n_frames, 13, 2)
+    assert np.isfinite(motion.keypoints).all() and np.ptp(motion.keypoints[:, JOINT["right_wrist"]]) > 0
+    _assert_cm100(motion.keypoints)
+
+
+def test_chunked_music_encoding_equals_one_pass(gan_checkpoint):
+    encoder = load_generator(gan_checkpoint).music_encoder
+    mel = official_mel(_audio(20.0))[:1800]
+    with torch.no_grad():
+        whole = encoder(torch.from_numpy(mel)[None])[0].numpy()
+    chunked = encode_music(encoder, mel, chunk=70)  # 9 chunks with borders at odd places
+    assert chunked.shape == whole.shape == (600, 64)
+    assert np.abs(chunked - whole).max() < 1e-4
+
+
+def test_official_m2sgan_through_the_chunked_path_matches_its_output():
+    generator = load_generator(_need(OFFICIAL_GAN))
+    mel = np.load(_need(REFERENCE / "parity" / "mel_official.npy"))[:2700]
+    noise = torch.from_numpy(np.load(REFERENCE / "parity" / "noise.npy"))
+    music = encode_music(generator.music_encoder, mel, chunk=200)
+    with torch.no_grad():
+        motion = generator.decode(torch.from_numpy(music)[None], noise)[0].numpy()
+    assert np.abs(motion - np.load(REFERENCE / "parity" / "motion_official.npy")).max() < 1e-4
+
+
+def test_official_m2sgan_long_piece_is_one_seamless_pass():
+    generator = load_generator(_need(OFFICIAL_GAN))
+    mel = official_mel(_audio(64.0, bpm=96.0))
+    motion = generate_gan(generator, mel, 1920, seed=0)
+    # The music encoder ran in 900-frame chunks; the result equals one pass over the whole piece, so the chunk
+    # borders (and the 60 s mark where the official script started an independent chunk) cannot show.
+    with torch.no_grad():
+        noise = generator.sample_noise(1, 64, torch.Generator().manual_seed(0))
+        single = generator(torch.from_numpy(mel[:5760])[None], noise)[0].numpy()
+    assert np.abs(single - motion).max() < 1e-4
+    assert seam_report(motion, [900, 1800])["ratio"] <= 2.0
+
+
+@pytest.mark.parametrize("seconds", [2.5, 15.0])
+def test_diffusion_any_length_and_seeds(diffusion_checkpoint, seconds):
+    first = registry.generate("diffusion", _request(seconds, diffusion_checkpoint, seed=1, steps=4))
+    again = registry.generate("diffusion", _request(seconds, diffusion_checkpoint, seed=1, steps=4))
+    other = registry.generate("diffusion", _request(seconds, diffusion_checkpoint, seed=2, steps=4))
+    assert first.keypoints.shape == (steady_analysis(seconds).n_frames, 13, 2)
+    assert np.array_equal(first.keypoints, again.keypoints)
+    assert not np.allclose(first.keypoints, other.keypoints, atol=1e-4)
+    assert first.meta["steps"] == 4 and first.meta["guidance"] == registry.get("diffusion").options[1].default
+    _assert_cm100(first.keypoints)
+
+
+def test_window_plan_covers_and_cross_fades():
+    plan = WindowPlan.cover(2000, 600, overlap=150, margin=15)
+    starts = list(plan.starts)
+    assert starts[0] == 0 and starts[-1] + 600 == 2000
+    assert all(600 - (b - a) >= 150 for a, b in zip(starts, starts[1:]))  # every overlap ≥ 150 frames
+    assert all(b - a >= 300 for a, b in zip(starts, starts[1:]))  # only neighbours overlap
+    ones = join_windows(plan, lambda start, stop, known, weight: np.ones((stop - start, 13, 2)))
+    assert np.allclose(ones, 1.0)  # the weights add up to one everywhere
+    assert WindowPlan.cover(200, 600, overlap=150).windows == [(0, 200)]
+
+
+def test_cross_faded_windows_show_no_seam():
+    """Windows that disagree (each its own phase and offset) joined by a hard cut and by the cross-fade."""
+    rng = np.random.default_rng(0)
+    plan = WindowPlan.cover(2400, 900, overlap=150, margin=15)
+    styles = {start: (rng.uniform(0, 2 * np.pi, 26), rng.normal(0, 0.03, 26)) for start in plan.starts}
+
+    def window(start, stop, known=None, weight=None):
+        phase, offset = styles[start]
+        t = np.arange(start, stop)[:, None] / 30.0
+        return (0.05 * np.sin(2 * np.pi * 1.7 * t + phase) + offset).reshape(-1, 13, 2)
+
+    joined = join_windows(plan, window)
+    seams = plan.seams()
+    cut = np.zeros_like(joined)
+    bounds = [0] + seams + [2400]
+    for start, (a, b) in zip(plan.starts, zip(bounds, bounds[1:])):
+        cut[a:b] = window(start, start + 900)[a - start : b - start]
+    assert seam_report(cut, seams)["ratio"] > 2.0  # the check sees a seam when there is one
+    assert seam_report(joined, seams, radius=3)["ratio"] <= 2.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The project-trained diffusion weights (skipped when weights/ has none)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project_denoiser():
+    path = weights.default_checkpoint("diffusion")
+    if path is None:
+        pytest.skip("no project-trained diffusion weights in weights/")
+    return load_diffusion_denoiser(path)
+
+
+def test_project_diffusion_varies_with_the_seed_without_seams(project_denoiser):
+    seconds, frames = 40.0, 1200  # two 30 s windows joined over a 5 s overlap
+    mel = official_mel(_audio(seconds, bpm=100.0))
+    motions = [to_cm100(sample_diffusion(project_denoiser, mel, frames, seed, steps=10))[0] for seed in (0, 1)]
+    assert seed_variation(motions) >= 10.0
+    plan = WindowPlan.cover(frames, min(project_denoiser.num_frames, 900), 150, 15)
+    for motion in motions:
+        assert seam_report(motion, plan.seams())["ratio"] <= 2.0

@@ -1,0 +1,131 @@
+"""The trained tracker: numpy inference equals the torch network it was exported from, the decoders keep a steady
+but flexible beat and find the bar, "auto" falls back to librosa without weights, and the CLI writes the analysis."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from gm_blender_addon import cli
+from gm_blender_addon.core import analysis as analysis_module
+from gm_blender_addon.core import tracker as tr
+from gm_blender_addon.training.tracker_train import f_measure
+from helpers import click_music
+
+FPS = analysis_module.ANALYSIS_RATE
+
+
+def beat_activation(beats, seconds, rng, noise=0.05):
+    t = np.arange(int(seconds * FPS)) / FPS
+    peaks = np.exp(-0.5 * ((t[:, None] - np.asarray(beats)[None, :]) / 0.025) ** 2).max(axis=1)
+    return np.clip(0.85 * peaks + noise * rng.random(len(t)), 0, 1)
+
+
+def test_numpy_network_matches_the_torch_network_it_was_exported_from(tmp_path):
+    torch = pytest.importorskip("torch")
+    from gm_blender_addon.training import tracker_train
+
+    model = tracker_train.build_model(channels=8, dilations=(1, 4, 16)).eval()
+    path = tmp_path / "tiny.npz"
+    tracker_train.export(model, path, dilations=(1, 4, 16))
+    x = np.random.default_rng(0).random((tr.N_INPUT, 300)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x[None]))[0].numpy()
+    np.testing.assert_allclose(tr.TCN.load(path).logits(x), expected, atol=1e-4)
+
+
+def test_a_file_without_the_network_is_refused(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, something=np.zeros(3))
+    with pytest.raises(tr.TrackerWeightsError):
+        tr.TCN.load(path)
+
+
+@pytest.mark.parametrize("ibis", [
+    np.full(100, 0.5),                        # 120 BPM
+    np.full(60, 0.95),                        # 63 BPM: no double tempo
+    np.linspace(0.42, 0.85, 90),              # a long ritardando
+    np.r_[np.full(30, 0.5), np.full(30, 0.7)],  # a new section at a new tempo
+])
+def test_beat_decoder_follows_steady_and_changing_tempi(ibis):
+    beats = 1.0 + np.cumsum(ibis)
+    beats = beats[beats < 50]
+    act = beat_activation(beats, 52, np.random.default_rng(1))
+    found = tr.decode_beats(act, FPS) / FPS
+    assert f_measure(found, beats) >= 0.97
+
+
+def test_beat_decoder_bridges_a_missing_beat_and_ignores_the_silence_around_the_music():
+    beats = np.arange(3.0, 30.0, 0.6)
+    act = beat_activation(np.delete(beats, [10, 11]), 34, np.random.default_rng(2), noise=0.0)
+    found = tr.decode_beats(act, FPS) / FPS
+    assert f_measure(found, beats) >= 0.95
+    assert found.min() > 2.8 and found.max() < 30.2
+
+
+@pytest.mark.parametrize("per_bar, phase", [(2, 1), (3, 0), (4, 2)])
+def test_bar_decoder_finds_meter_and_phase(per_bar, phase):
+    rng = np.random.default_rng(per_bar)
+    frames = np.round(np.arange(1.0, 40.0, 0.5) * FPS)
+    down = np.full(int(41 * FPS), 0.05)
+    truth = np.arange(len(frames))[phase::per_bar]
+    down[frames[truth].astype(int)] = 0.8
+    down += 0.15 * rng.random(len(down))
+    starts, found = tr.decode_bars(frames, np.clip(down, 0, 1))
+    assert found == per_bar
+    np.testing.assert_array_equal(starts, truth)
+
+
+def test_auto_picks_the_trained_tracker_only_when_installed_and_approved(monkeypatch, tmp_path):
+    monkeypatch.setattr(analysis_module, "shipped_weights", lambda: tmp_path / "tracker.npz")
+    monkeypatch.setattr(analysis_module, "approved_as_default", lambda: True)
+    assert analysis_module.resolve_tracker("auto") == "tcn"
+    monkeypatch.setattr(analysis_module, "approved_as_default", lambda: False)
+    assert analysis_module.resolve_tracker("auto") == "librosa"
+    monkeypatch.setattr(analysis_module, "approved_as_default", lambda: True)
+    monkeypatch.setattr(analysis_module, "shipped_weights", lambda: None)
+    assert analysis_module.resolve_tracker("auto") == "librosa"
+    assert analysis_module.resolve_tracker("tcn") == "tcn"
+
+
+def test_without_weights_the_trained_tracker_is_refused(monkeypatch):
+    monkeypatch.setattr(tr, "shipped_weights", lambda: None)
+    with pytest.raises(tr.TrackerWeightsError):
+        tr.TCNTracker()
+    assert "tcn" in analysis_module.TRACKERS and "librosa" in analysis_module.TRACKERS
+
+
+def test_shipped_weights_are_listed_small_and_read_the_demo():
+    path = tr.shipped_weights()
+    if path is None:
+        pytest.skip("no tracker weights installed")
+    assert path.stat().st_size < 2_000_000
+    from gm_blender_addon.core.audio import load_audio
+    from gm_blender_addon.resources import demo_audio_file
+
+    labels = json.loads(demo_audio_file().with_name("demo_labels.json").read_text())
+    result = analysis_module.analyse(load_audio(demo_audio_file()), tracker="tcn")
+    assert result.tracker == "tcn"
+    # The demo's work is held out of training.  Its meter (6/8) is not asserted: the shipped network reads it as
+    # 12/8 (see the weights manifest's metrics), which is why it is not yet the default tracker.
+    assert f_measure(result.beats, labels["beats"]) >= 0.9
+
+
+def test_analyze_command_writes_beats_downbeats_meter_and_tempo(tmp_path):
+    audio = tmp_path / "march.wav"
+    soundfile.write(str(audio), click_music(12.0, 120.0, 4), 22050)
+    out = tmp_path / "out" / "march.json"
+    assert cli.main(["analyze", str(audio), "--json", str(out), "--tracker", "librosa"]) == 0
+    result = json.loads(out.read_text())
+    assert {"beats", "downbeats", "beats_per_bar", "tempo"} <= set(result)
+    assert result["beats_per_bar"] == 4 and result["tempo"] == pytest.approx(120, rel=0.04)
+    assert set(result["downbeats"]) <= set(result["beats"])
+
+
+def test_analyze_command_reports_bad_input_and_bad_tracker(tmp_path, capsys):
+    assert cli.main(["analyze", str(tmp_path / "missing.wav")]) == 1
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["analyze", str(tmp_path / "missing.wav"), "--tracker", "nope"])
+    assert exit_info.value.code == 2
