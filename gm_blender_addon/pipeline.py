@@ -60,6 +60,10 @@ def perform(
 
 
 def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`."""
-    joints = to_armature_space(lift(motion, proportions(skeleton, parts), smoothing=smoothing), skeleton, parts)
+    """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`.
+
+    Captured motion brings its measured depth, which decides whether arms reach in front of or behind the body.
+    """
+    lifted = lift(motion, proportions(skeleton, parts), smoothing=smoothing, depth=motion.depth)
+    joints = to_armature_space(lifted, skeleton, parts)
     return solve(joints, skeleton, parts), joints

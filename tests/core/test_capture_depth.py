@@ -45,3 +45,21 @@ def test_depth_of_the_wrong_shape_is_rejected(setup):
     motion, proportions = setup
     with pytest.raises(ValueError, match="depth must have shape"):
         lift.lift(motion, proportions, depth=np.zeros((3, 13)))
+
+
+def test_the_pipeline_lifts_captured_motion_with_its_world_landmarks(setup):
+    from gm_blender_addon.pipeline import solve_for_rig
+
+    motion, proportions = setup
+    skeleton = humanoid(40.0)
+    parts = retarget.RigMap("test", "", BUNDLED_PARTS).resolve(skeleton.names)
+    world = np.zeros(motion.keypoints.shape[:2] + (3,))
+    # MediaPipe's world z grows away from the camera: this wrist is measured well behind its elbow.
+    world[:, JOINT["right_elbow"], 2] = -0.2
+    world[:, JOINT["right_wrist"], 2] = -0.2 + 0.5 * proportions.forearm[1]
+    captured = Motion(motion.keypoints, world=world)
+    _, measured = solve_for_rig(captured, skeleton, parts, smoothing=0.0)
+    _, plain = solve_for_rig(motion, skeleton, parts, smoothing=0.0)
+    wrist, elbow = JOINT["right_wrist"], JOINT["right_elbow"]
+    assert np.all(measured[:, wrist, 1] - measured[:, elbow, 1] >= -1e-9)
+    assert not np.allclose(measured[:, wrist], plain[:, wrist])
