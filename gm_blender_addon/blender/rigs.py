@@ -32,8 +32,8 @@ def _armature_in(objects) -> list:
     return [o for o in objects if o.type == "ARMATURE"]
 
 
-def append_bundled_rig(scene):
-    """Append the bundled conductor (armature, mannequin, baton, camera, lights); return its armature object."""
+def _load_bundled_collection():
+    """The bundled rig's collection, appended into the file but not yet linked to any scene."""
     path = resources.bundled_rig_file()
     if not path.is_file():
         raise RigFileError(f"The bundled rig is missing ({path}); reinstall the add-on.")
@@ -41,7 +41,12 @@ def append_bundled_rig(scene):
         if BUNDLED_COLLECTION not in source.collections:
             raise RigFileError(f"{path.name} has no '{BUNDLED_COLLECTION}' collection; reinstall the add-on.")
         loaded.collections = [BUNDLED_COLLECTION]
-    collection = _link_new_collection(scene, loaded.collections[0])
+    return loaded.collections[0]
+
+
+def append_bundled_rig(scene):
+    """Append the bundled conductor (armature, mannequin, baton, camera, lights); return its armature object."""
+    collection = _link_new_collection(scene, _load_bundled_collection())
     armatures = _armature_in(collection.all_objects)
     cameras = [o for o in collection.all_objects if o.type == "CAMERA"]
     if cameras and scene.camera is None:
@@ -53,14 +58,7 @@ def append_bundled_copy(scene, name: str, location: tuple[float, float, float]):
     """The bundled conductor once more, for a second performer: its collection and objects renamed after `name`
     ("Conductor_Body" → "<name>_Body"), its armature at `location`, and without the camera and lights, which the
     scene already has from the first copy. Returns the armature object."""
-    path = resources.bundled_rig_file()
-    if not path.is_file():
-        raise RigFileError(f"The bundled rig is missing ({path}); reinstall the add-on.")
-    with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
-        if BUNDLED_COLLECTION not in source.collections:
-            raise RigFileError(f"{path.name} has no '{BUNDLED_COLLECTION}' collection; reinstall the add-on.")
-        loaded.collections = [BUNDLED_COLLECTION]
-    collection = loaded.collections[0]
+    collection = _load_bundled_collection()
     for obj in list(collection.all_objects):
         if obj.type in {"CAMERA", "LIGHT"}:
             data = obj.data
