@@ -33,7 +33,7 @@ from gm_blender_addon.core.audio import load_audio, official_mel  # noqa: E402
 from gm_blender_addon.generators import diffusion as diffusion_generator  # noqa: E402
 from gm_blender_addon.generators import m2sgan as m2sgan_generator  # noqa: E402
 from gm_blender_addon.generators.nets.inference import ENCODER_CHUNK, to_cm100  # noqa: E402
-from gm_blender_addon.generators.nets.windows import WindowPlan, seam_report  # noqa: E402
+from gm_blender_addon.generators.nets.windows import WindowPlan, frame_jumps, seam_report  # noqa: E402
 from gm_blender_addon.training import evaluation  # noqa: E402
 from gm_blender_addon.training.dataset import WindowDataset, read_split  # noqa: E402
 from gm_blender_addon.weights import default_checkpoint  # noqa: E402
@@ -46,6 +46,19 @@ def _timed(function, *args, **kwargs):
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return result, time.perf_counter() - started
+
+
+def _seam_line(motion: np.ndarray, seams: list[int], radius: int = 1) -> str:
+    """The acceptance figure, plus where the worst seam jump ranks among all jumps of the clip: a motion whose
+    own jumps often exceed 2x the median can fail the ratio at a seam that is not there."""
+    report = seam_report(motion, seams, radius)
+    jumps = frame_jumps(motion)
+    rank = 100.0 * np.mean(jumps < report["max_seam_jump"])
+    mean_ratio = np.mean(report["per_seam"]) / np.mean(jumps)
+    return (f"max jump within ±{radius} frames of {len(seams)} seams {report['max_seam_jump']:.4f} vs median "
+            f"{report['median_jump']:.4f}: ratio {report['ratio']:.2f} (target <= 2); that jump is at the "
+            f"{rank:.0f}th percentile of all jumps, 2x the median is at the "
+            f"{100 * np.mean(jumps < 2 * report['median_jump']):.0f}th; mean seam jump / mean jump {mean_ratio:.2f}")
 
 
 def _gan_checkpoints() -> dict[str, Path]:
@@ -71,9 +84,7 @@ def speed_and_seams(audio_path: Path) -> dict:
         print(f"{label}: mel {mel_seconds:.2f} s + generation {gen_seconds:.2f} s = {mel_seconds + gen_seconds:.2f} s"
               f" (target <= 4 s)")
         borders = list(range(ENCODER_CHUNK, n_frames, ENCODER_CHUNK))
-        report = seam_report(motion, borders)
-        print(f"  encoder chunk borders: max jump {report['max_seam_jump']:.4f} vs median {report['median_jump']:.4f}"
-              f" (ratio {report['ratio']:.2f}; one pass, so no seams by construction)")
+        print(f"  encoder chunk borders (one pass, so no seams by construction): {_seam_line(motion, borders)}")
         outputs[label] = motion
     path = default_checkpoint("diffusion")
     if path is None:
@@ -89,9 +100,7 @@ def speed_and_seams(audio_path: Path) -> dict:
     plan = WindowPlan.cover(n_frames, length, min(diffusion_generator.OVERLAP_FRAMES, length // 2),
                             diffusion_generator.HANDOVER_MARGIN)
     for radius in (1, 3):
-        report = seam_report(motion, plan.seams(), radius=radius)
-        print(f"  {len(plan.seams())} seams, ±{radius} frames: max jump {report['max_seam_jump']:.4f} vs median "
-              f"{report['median_jump']:.4f} (ratio {report['ratio']:.2f}; target <= 2)")
+        print(f"  window seams: {_seam_line(motion, plan.seams(), radius)}")
     outputs["project diffusion"] = motion
     return outputs
 

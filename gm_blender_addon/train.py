@@ -192,7 +192,8 @@ def _evaluate(args) -> int:
 def _publish(args) -> int:
     import torch
 
-    from .weights import sha256_of, weights_dir, write_entry
+    from .core.audio import file_sha256
+    from .weights import weights_dir, write_entry
 
     source = args.run / f"{args.kind}.pt"
     if not source.is_file():
@@ -222,7 +223,7 @@ def _publish(args) -> int:
               "window_seconds": meta.get("window_seconds")},
         provenance=meta.get("provenance"), validation=meta.get("val"), held_out_metrics=held_out,
     )
-    print(f"{target} ({entry['bytes'] / 1e6:.2f} MB, sha256 {sha256_of(target)[:12]}…) listed in the manifest")
+    print(f"{target} ({entry['bytes'] / 1e6:.2f} MB, sha256 {file_sha256(target)[:12]}…) listed in the manifest")
     return 0
 
 

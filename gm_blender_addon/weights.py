@@ -14,10 +14,10 @@ or anything fine-tuned from them).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from .core.audio import file_sha256
 from .resources import PACKAGE_DIR
 
 MANIFEST_NAME = "manifest.json"
@@ -33,14 +33,6 @@ def weights_dir() -> Path:
     # A built extension carries weights/ inside the package; a checkout keeps it at the repository root.
     inside = PACKAGE_DIR / "weights"
     return inside if inside.is_dir() else PACKAGE_DIR.parent / "weights"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(folder: Path | None = None) -> dict:
@@ -66,7 +58,7 @@ def default_checkpoint(kind: str, folder: Path | None = None) -> Path | None:
     path = folder / entry["file"]
     if not path.is_file():
         raise WeightsError(f"{path.name} is listed in {folder / MANIFEST_NAME} but missing; re-install the add-on.")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != entry["sha256"]:
         raise WeightsError(
             f"{path} is damaged or was replaced (sha256 {actual[:12]}…, manifest says {entry['sha256'][:12]}…); "
@@ -83,7 +75,7 @@ def write_entry(kind: str, path: Path, folder: Path | None = None, **fields) -> 
         raise WeightsError(f"{path} must be inside {folder} to be listed in its manifest")
     manifest_path = folder / MANIFEST_NAME
     models = read_manifest(folder) if manifest_path.is_file() else {}
-    entry = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size, **fields}
+    entry = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **fields}
     models[kind] = entry
     manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "models": dict(sorted(models.items()))}
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")

@@ -42,7 +42,7 @@ from ..generators.nets import (
     save_checkpoint,
 )
 from ..generators.nets.inference import encode_music
-from ..weights import sha256_of
+from ..core.audio import file_sha256
 from .dataset import MOTION_FPS, NEGATIVE_MODES, WindowDataset, read_split, sync_pairs
 
 STATE_FILE = "training_state.pt"
@@ -156,7 +156,7 @@ class Trainer:
             m2snet = load_m2snet(path)
         except CheckpointError as exc:
             raise TrainingError(str(exc)) from exc
-        self.provenance["m2snet"] = {"file": Path(path).name, "sha256": sha256_of(Path(path))}
+        self.provenance["m2snet"] = {"file": Path(path).name, "sha256": file_sha256(Path(path))}
         return m2snet.to(self.device).eval().requires_grad_(False)
 
     def _music_cache(self, encoder) -> dict[str, list[np.ndarray]]:

@@ -6,7 +6,8 @@ import bpy
 import pytest
 
 from gm_blender_addon.blender import preferences
-from gm_blender_addon.weights import WeightsError, sha256_of
+from gm_blender_addon.core.audio import file_sha256
+from gm_blender_addon.weights import WeightsError
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_checkpoints_come_from_the_panel_then_the_official_paths_then_the_weight
     weights.mkdir()
     trained = weights / "diffusion.onnx.zip"
     trained.write_bytes(b"weights")
-    manifest = {"diffusion": {"file": trained.name, "sha256": sha256_of(trained)}}
+    manifest = {"diffusion": {"file": trained.name, "sha256": file_sha256(trained)}}
     (weights / "manifest.json").write_text(
         json.dumps({"format": "gesture-maestro-weights", "version": 1, "models": manifest})
     )

@@ -326,6 +326,7 @@ class ConductorDiffusion:
         progress: Callable[[int, int], None] | None = None,
         known: torch.Tensor | None = None,
         known_weight: torch.Tensor | None = None,
+        known_until: int = 0,
     ) -> torch.Tensor:
         """Deterministic DDIM (η = 0) from x_T ~ N(0, I) → x0 (N, T, 26), for music features (N, T, 64).
 
@@ -337,7 +338,8 @@ class ConductorDiffusion:
 
         `known` (N, T, 26) with `known_weight` (T,) in [0, 1] pins frames to given motion: every step's x0
         prediction is pulled to known·w + x0·(1 − w) before moving on, so the rest of the clip is sampled to fit
-        around it (used to continue the previous window of a long piece) and the result equals that blend there.
+        around it (used to continue the previous window of a long piece). The pull acts at timesteps ≥
+        `known_until` only; with 0 it acts at every step and the result equals the blend there.
         """
         n, t_len = music.shape[:2]
         shape = (n, t_len, model.input_feats)
@@ -348,7 +350,7 @@ class ConductorDiffusion:
         for i, step in enumerate(schedule):
             t = torch.full((n,), step, dtype=torch.long, device=x.device)
             x0 = self.predict_x0(model, x, t, music, guidance_scale, lengths)
-            if known is not None:
+            if known is not None and step >= known_until:
                 weight = known_weight.to(x0.dtype).reshape(1, -1, 1)
                 x0 = x0 + weight * (known.to(x0.dtype) - x0)
             abar = float(self.alphas_cumprod[step])
