@@ -130,9 +130,10 @@ def stage(folder: Path, platforms: list[str], wheels: list[Path]) -> Path:
     shutil.copy2(ROOT / "rigs" / "conductor_rig.blend", rigs)
     shutil.copytree(ROOT / "rigs" / "maps", rigs / "maps")
     # The project-trained weights with their manifest (gm_blender_addon/weights.py looks inside the package first).
+    # Only what runs without PyTorch: the generators' ONNX exports and the tracker, not the training checkpoints.
     weights = ROOT / "weights"
     if weights.is_dir() and any(weights.iterdir()):
-        shutil.copytree(weights, source / "weights")
+        shutil.copytree(weights, source / "weights", ignore=shutil.ignore_patterns("*.pt"))
     (source / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, source / "wheels")

@@ -32,8 +32,8 @@ from gm_blender_addon.core import metrics  # noqa: E402
 from gm_blender_addon.core.audio import load_audio, official_mel  # noqa: E402
 from gm_blender_addon.generators import diffusion as diffusion_generator  # noqa: E402
 from gm_blender_addon.generators import m2sgan as m2sgan_generator  # noqa: E402
-from gm_blender_addon.generators.nets.inference import ENCODER_CHUNK, to_cm100  # noqa: E402
-from gm_blender_addon.generators.nets.windows import WindowPlan, frame_jumps, seam_report  # noqa: E402
+from gm_blender_addon.generators.networks import ENCODER_CHUNK, open_denoiser, open_m2sgan, to_cm100  # noqa: E402
+from gm_blender_addon.generators.windows import WindowPlan, frame_jumps, seam_report  # noqa: E402
 from gm_blender_addon.training import evaluation  # noqa: E402
 from gm_blender_addon.training.dataset import WindowDataset, read_split  # noqa: E402
 from gm_blender_addon.weights import default_checkpoint  # noqa: E402
@@ -63,22 +63,20 @@ def _seam_line(motion: np.ndarray, seams: list[int], radius: int = 1) -> str:
 
 def _gan_checkpoints() -> dict[str, Path]:
     found = {}
-    if default_checkpoint("m2sgan"):
-        found["project M2S-GAN"] = default_checkpoint("m2sgan")
+    if default_checkpoint("m2sgan", onnx=True):
+        found["project M2S-GAN"] = default_checkpoint("m2sgan", onnx=True)
     if OFFICIAL_GAN.is_file():
         found["official M2S-GAN"] = OFFICIAL_GAN
     return found
 
 
 def speed_and_seams(audio_path: Path) -> dict:
-    from gm_blender_addon.generators.nets import load_diffusion_denoiser, load_generator
-
     audio = load_audio(audio_path)
     n_frames = int(np.ceil(audio.duration * 30))
     print(f"\n## Speed on a {audio.duration:.0f} s piece ({audio_path.name})")
     outputs = {}
     for label, path in _gan_checkpoints().items():
-        generator = load_generator(path)
+        generator = open_m2sgan(path)
         mel, mel_seconds = _timed(official_mel, audio)
         motion, gen_seconds = _timed(m2sgan_generator.generate_keypoints, generator, mel, n_frames, 0)
         print(f"{label}: mel {mel_seconds:.2f} s + generation {gen_seconds:.2f} s = {mel_seconds + gen_seconds:.2f} s"
@@ -86,11 +84,11 @@ def speed_and_seams(audio_path: Path) -> dict:
         borders = list(range(ENCODER_CHUNK, n_frames, ENCODER_CHUNK))
         print(f"  encoder chunk borders (one pass, so no seams by construction): {_seam_line(motion, borders)}")
         outputs[label] = motion
-    path = default_checkpoint("diffusion")
+    path = default_checkpoint("diffusion", onnx=True)
     if path is None:
-        print("diffusion: no project weights installed (weights/diffusion.pt); skipped")
+        print("diffusion: no project weights installed (weights/diffusion.onnx.zip); skipped")
         return outputs
-    denoiser = load_diffusion_denoiser(path)
+    denoiser = open_denoiser(path)
     steps, guidance = diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE
     mel, mel_seconds = _timed(official_mel, audio)
     motion, gen_seconds = _timed(diffusion_generator.generate_keypoints, denoiser, mel, n_frames, 0, steps, guidance)
@@ -106,35 +104,31 @@ def speed_and_seams(audio_path: Path) -> dict:
 
 
 def seed_variation(audio_path: Path, seconds: float = 60.0, seeds: int = 4) -> None:
-    from gm_blender_addon.generators.nets import load_diffusion_denoiser, load_generator
-
     audio = load_audio(audio_path)
     n_frames = int(seconds * 30)
     mel = official_mel(audio)[: 3 * n_frames]
     beats = metrics.music_beat_times(mel)
     print(f"\n## Seed variation on the first {seconds:.0f} s, seeds 0-{seeds - 1}")
-    makers = {label: (lambda seed, g=load_generator(path): m2sgan_generator.generate_keypoints(g, mel, n_frames, seed))
+    makers = {label: (lambda seed, g=open_m2sgan(path): m2sgan_generator.generate_keypoints(g, mel, n_frames, seed))
               for label, path in _gan_checkpoints().items()}
-    if default_checkpoint("diffusion"):
-        denoiser = load_diffusion_denoiser(default_checkpoint("diffusion"))
+    if default_checkpoint("diffusion", onnx=True):
+        denoiser = open_denoiser(default_checkpoint("diffusion", onnx=True))
         makers["project diffusion"] = lambda seed: diffusion_generator.generate_keypoints(
             denoiser, mel, n_frames, seed, diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE)
     for label, make in makers.items():
         motions = [to_cm100(make(seed))[0] for seed in range(seeds)]
         bc = [metrics.beat_consistency(m, beats) for m in motions]
-        print(f"{label}: seed variation {evaluation.seed_variation(motions):.1f} % of the temporal std; "
+        print(f"{label}: seed variation {metrics.seed_variation(motions):.1f} % of the temporal std; "
               f"BC per seed {', '.join(f'{b:.3f}' for b in bc)}")
 
 
 def steps_against_1000(dataset: WindowDataset, windows: int) -> None:
-    from gm_blender_addon.generators.nets import load_diffusion_denoiser
-
-    path = default_checkpoint("diffusion")
+    path = default_checkpoint("diffusion", onnx=True)
     if path is None:
         print("\n## Diffusion steps: no project weights installed; skipped")
         return
     print(f"\n## Diffusion at {diffusion_generator.DEFAULT_STEPS} steps against 1000 steps ({windows} windows)")
-    denoiser = load_diffusion_denoiser(path)
+    denoiser = open_denoiser(path)
     guidance = diffusion_generator.DEFAULT_GUIDANCE
     candidates = [
         evaluation.Candidate(f"{steps} steps", lambda mel, n, seed, steps=steps: diffusion_generator.generate_keypoints(
@@ -154,9 +148,9 @@ def metrics_table(dataset: WindowDataset, windows: int | None) -> None:
     candidates = [evaluation.procedural_candidate()]
     for label, path in _gan_checkpoints().items():
         candidates.append(evaluation.m2sgan_candidate(path, label))
-    if default_checkpoint("diffusion"):
+    if default_checkpoint("diffusion", onnx=True):
         candidates.append(evaluation.diffusion_candidate(
-            default_checkpoint("diffusion"), diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE,
+            default_checkpoint("diffusion", onnx=True), diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE,
             f"project diffusion ({diffusion_generator.DEFAULT_STEPS} steps)"))
     m2snet = default_checkpoint("m2snet")
     features = motion_features_fn(m2snet) if m2snet else None

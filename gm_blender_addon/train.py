@@ -189,11 +189,22 @@ def _evaluate(args) -> int:
     return 0
 
 
+# The generators' networks, which run as ONNX bundles (m2snet only serves training and the SE/FGD metrics).
+ONNX_KINDS = ("m2sgan", "diffusion")
+
+
+def _export_onnx(kind: str, checkpoint: Path) -> Path:
+    from .generators.nets.onnx_export import EXPORTERS
+
+    load, export = EXPORTERS[kind]
+    return export(load(checkpoint).eval(), checkpoint.with_name(f"{kind}.onnx.zip"))
+
+
 def _publish(args) -> int:
     import torch
 
     from .core.audio import file_sha256
-    from .weights import weights_dir, write_entry
+    from .weights import file_entry, weights_dir, write_entry
 
     source = args.run / f"{args.kind}.pt"
     if not source.is_file():
@@ -222,6 +233,7 @@ def _publish(args) -> int:
         data={"note": args.data_note, "train_hours": meta.get("train_hours"), "path": meta.get("data"),
               "window_seconds": meta.get("window_seconds")},
         provenance=meta.get("provenance"), validation=meta.get("val"), held_out_metrics=held_out,
+        **({"onnx": file_entry(_export_onnx(args.kind, target), folder)} if args.kind in ONNX_KINDS else {}),
     )
     print(f"{target} ({entry['bytes'] / 1e6:.2f} MB, sha256 {file_sha256(target)[:12]}…) listed in the manifest")
     return 0

@@ -4,10 +4,13 @@
 
     {"format": "gesture-maestro-weights", "version": 1,
      "models": {"m2sgan": {"file": "m2sgan.pt", "sha256": "…", "bytes": 1234, "recipe": "…", "epochs": 12,
-                           "data": {…}, "metrics": {…}}, …}}
+                           "data": {…}, "metrics": {…},
+                           "onnx": {"file": "m2sgan.onnx.zip", "sha256": "…", "bytes": 1234}}, …}}
 
-A generator that needs weights falls back to its entry here when the user gives no checkpoint. Files are checked
-against their sha256 before use, so a damaged install is reported instead of producing nonsense. Only weights
+The PyTorch file is what training resumes and evaluates; the generators run its ONNX export, which is all the
+Blender extension ships (it carries no PyTorch). A generator that needs weights falls back to its entry here when
+the user gives no checkpoint. Files are checked against their sha256 before use, so a damaged install is reported
+instead of producing nonsense. Only weights
 trained by the project from data it may redistribute belong here (never the research-only official checkpoints
 or anything fine-tuned from them).
 """
@@ -49,10 +52,13 @@ def read_manifest(folder: Path | None = None) -> dict:
     return manifest["models"]
 
 
-def default_checkpoint(kind: str, folder: Path | None = None) -> Path | None:
-    """Path of the shipped weights for `kind`, checked against the manifest; None when none are shipped."""
+def default_checkpoint(kind: str, folder: Path | None = None, onnx: bool = False) -> Path | None:
+    """Path of the shipped weights for `kind` (with `onnx`, of their ONNX export), checked against the manifest;
+    None when none are shipped."""
     folder = folder or weights_dir()
     entry = read_manifest(folder).get(kind)
+    if entry is not None and onnx:
+        entry = entry.get("onnx")
     if entry is None:
         return None
     path = folder / entry["file"]
@@ -67,15 +73,20 @@ def default_checkpoint(kind: str, folder: Path | None = None) -> Path | None:
     return path
 
 
-def write_entry(kind: str, path: Path, folder: Path | None = None, **fields) -> dict:
-    """Add or replace `kind` in the manifest for the file `path` (which must sit in the weights folder)."""
-    folder = folder or weights_dir()
+def file_entry(path: Path, folder: Path) -> dict:
+    """{"file", "sha256", "bytes"} of a file that must sit in the weights folder."""
     path = Path(path)
     if path.resolve().parent != folder.resolve():
         raise WeightsError(f"{path} must be inside {folder} to be listed in its manifest")
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+def write_entry(kind: str, path: Path, folder: Path | None = None, **fields) -> dict:
+    """Add or replace `kind` in the manifest for the file `path` (which must sit in the weights folder)."""
+    folder = folder or weights_dir()
     manifest_path = folder / MANIFEST_NAME
     models = read_manifest(folder) if manifest_path.is_file() else {}
-    entry = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, **fields}
+    entry = {**file_entry(path, folder), **fields}
     models[kind] = entry
     manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "models": dict(sorted(models.items()))}
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")

@@ -18,6 +18,7 @@ from ..core.retarget import RigMap
 from ..weights import WeightsError
 from . import rig_maps, rigs
 from .preferences import checkpoint_for
+from .properties import generator_options
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -33,13 +34,14 @@ class GenerateRequest:
     generator: str
     seed: int
     checkpoint: Path | None
+    options: dict
     smoothing: float
 
     def perform(self, progress):
         from .. import pipeline
 
         return pipeline.perform(
-            self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint,
+            self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint, options=self.options,
             progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
         )
 
@@ -112,6 +114,7 @@ class GM_OT_generate(bpy.types.Operator):
             generator=settings.generator,
             seed=settings.seed,
             checkpoint=checkpoint,
+            options=generator_options(settings),
             smoothing=settings.smoothing,
         )
 

@@ -8,6 +8,7 @@ from ..core.retarget import REQUIRED
 from ..generators import registry
 from . import rig_maps
 from .operators import GM_OT_generate, target_armature
+from .properties import option_key
 
 
 class GM_PT_conductor(bpy.types.Panel):
@@ -24,8 +25,11 @@ class GM_PT_conductor(bpy.types.Panel):
         layout.use_property_decorate = False
         layout.prop(settings, "audio_path")
         layout.prop(settings, "generator")
-        if registry.get(settings.generator).needs_checkpoint:
+        spec = registry.get(settings.generator)
+        if spec.needs_checkpoint:
             layout.prop(settings, "checkpoint")
+        for option in spec.options:
+            layout.prop(settings.options, option_key(spec.name, option))
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
         layout.prop(settings, "armature")

@@ -26,14 +26,16 @@ class GM_Preferences(bpy.types.AddonPreferences):
     )
     m2sgan_checkpoint: bpy.props.StringProperty(
         name="Official M2S-GAN",
-        description="M2SGAN_official_pretrained.pt from VirtualConductor (research use only); the M2S-GAN "
+        description="VirtualConductor's M2SGAN_official_pretrained.pt (research use only) as an ONNX bundle "
+        "(.onnx.zip, converted once outside Blender with gm_blender_addon.generators.nets.onnx_export); the M2S-GAN "
         "generator uses it when the panel names no checkpoint",
         subtype="FILE_PATH",
     )
     diffusion_checkpoint: bpy.props.StringProperty(
         name="Official Diffusion-Conductor",
-        description="A Diffusion-Conductor checkpoint (research use only); the Diffusion generator uses it when "
-        "the panel names no checkpoint",
+        description="A Diffusion-Conductor checkpoint (research use only) as an ONNX bundle (.onnx.zip, converted "
+        "once outside Blender with gm_blender_addon.generators.nets.onnx_export); the Diffusion generator uses it "
+        "when the panel names no checkpoint",
         subtype="FILE_PATH",
     )
     default_generator: bpy.props.EnumProperty(
@@ -94,5 +96,5 @@ def checkpoint_for(generator: str, explicit: str = "") -> Path | None:
     if preferences.weights_dir:
         from ..weights import default_checkpoint
 
-        return default_checkpoint(generator, Path(bpy.path.abspath(preferences.weights_dir)))
+        return default_checkpoint(generator, Path(bpy.path.abspath(preferences.weights_dir)), onnx=True)
     return None

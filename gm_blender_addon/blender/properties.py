@@ -46,6 +46,33 @@ def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
 
+def _option_property(option: registry.Option):
+    make = {int: bpy.props.IntProperty, float: bpy.props.FloatProperty}[option.type]
+    limits = {key: value for key, value in (("min", option.minimum), ("max", option.maximum)) if value is not None}
+    return make(name=option.name.replace("_", " ").title(), description=option.help, default=option.default,
+                **{key: option.type(value) for key, value in limits.items()})
+
+
+def option_key(generator: str, option: registry.Option) -> str:
+    return f"{generator}_{option.name}"
+
+
+# One property per option of every registered generator, built from the registry: a generator that declares an
+# option gets it in the panel without touching the Blender layer.
+GM_GeneratorOptions = type(
+    "GM_GeneratorOptions",
+    (bpy.types.PropertyGroup,),
+    {"__annotations__": {option_key(name, option): _option_property(option)
+                         for name in registry.names() for option in registry.get(name).options}},
+)
+
+
+def generator_options(settings) -> dict:
+    """The chosen generator's options as the registry takes them."""
+    spec = registry.get(settings.generator)
+    return {option.name: getattr(settings.options, option_key(spec.name, option)) for option in spec.options}
+
+
 class GM_ConductorSettings(bpy.types.PropertyGroup):
     audio_path: bpy.props.StringProperty(
         name="Audio", description="Music to conduct (wav, flac, ogg, mp3)", subtype="FILE_PATH"
@@ -54,8 +81,10 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
         name="Generator", items=generator_items, get=_get_generator, set=_set_generator
     )
     checkpoint: bpy.props.StringProperty(
-        name="Checkpoint", description="Weights file for generators that need one", subtype="FILE_PATH"
+        name="Checkpoint", description="Weights for generators that need one: an ONNX bundle (.onnx.zip); empty "
+        "uses the add-on's own weights", subtype="FILE_PATH"
     )
+    options: bpy.props.PointerProperty(type=GM_GeneratorOptions)
     seed: bpy.props.IntProperty(name="Seed", description="Different seeds give different performances", min=0)
     smoothing: bpy.props.FloatProperty(
         name="Smoothing", description="How much to smooth the motion before keying", min=0.0, max=1.0,

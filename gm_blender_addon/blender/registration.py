@@ -6,10 +6,10 @@ import bpy
 
 from . import capture_operators, capture_panels, operators, panels, rig_maps
 from .preferences import GM_Preferences
-from .properties import GM_ConductorSettings
+from .properties import GM_ConductorSettings, GM_GeneratorOptions
 
 CLASSES = (
-    (GM_ConductorSettings, GM_Preferences)
+    (GM_GeneratorOptions, GM_ConductorSettings, GM_Preferences)
     + rig_maps.CLASSES
     + operators.CLASSES
     + panels.CLASSES

@@ -309,6 +309,15 @@ def diversity(features, max_items: int = 500, seed: int | None = None) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def seed_variation(motions: list[np.ndarray]) -> float:
+    """How much seeds change the motion, in %: 100 × the mean std across seeds (per frame and coordinate) / the
+    mean temporal std (per coordinate, per seed)."""
+    stack = np.stack([np.asarray(m, dtype=np.float64).reshape(len(m), -1) for m in motions])  # (seeds, T, 26)
+    across = stack.std(axis=0).mean()
+    temporal = stack.std(axis=1).mean()
+    return float(100.0 * across / temporal) if temporal > 0 else 0.0
+
+
 def music_beat_frames_90hz(mel) -> np.ndarray:
     """Beat indices on the 90 Hz mel frame grid, found exactly as DC's evaluation did.
 

@@ -3,7 +3,7 @@
 Long pieces are generated window after window (WINDOW_FRAMES, the training clip length, or less if the model is
 smaller). Consecutive windows overlap by OVERLAP_FRAMES: while a window is sampled at high noise levels its x0
 predictions are pulled towards the motion already made for the overlap, so it continues that gesture, and the two
-are then cross-faded (nets/windows.join_windows). Music shorter than one window is extended by mirroring its end and
+are then cross-faded (windows.join_windows). Music shorter than one window is extended by mirroring its end and
 cropped again.
 
 Differences from the official sampler: a configurable number of DDIM steps instead of all 1000, classifier-free
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.motion import Motion
-from .registry import GeneratorError, GeneratorSpec, Option, Request
+from .registry import GeneratorSpec, Option, Request
 
 # The clip length the denoisers were trained on (30 s). The official positional table has 1800 rows, but rows past
 # 900 never saw training data, so windows stay at 900 frames for official weights too.
@@ -37,56 +37,49 @@ def generate_keypoints(
 ) -> np.ndarray:
     """Raw sampled motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length.
 
-    `denoiser` is a nets.MotionTransformer in eval mode; the initial noise of every window comes from `seed`.
+    `denoiser` is a denoiser of generators/networks.py; the initial noise of every window comes from `seed`, the
+    same for every backend.
     """
-    import torch
-
-    from .nets import ConductorDiffusion
-    from .nets.inference import encode_music, mel_for_frames
-    from .nets.windows import WindowPlan, join_windows
+    from .ddim import ddim_sample
+    from .networks import encode_music, mel_for_frames
+    from .windows import WindowPlan, join_windows
 
     length = min(denoiser.num_frames, WINDOW_FRAMES)
     total = max(n_frames, length)
     report = progress or (lambda fraction, message: None)
-    music = encode_music(denoiser.music_encoder, mel_for_frames(mel, total), lambda f, m: report(0.1 * f, m))
+    music = encode_music(denoiser, mel_for_frames(mel, total), lambda f, m: report(0.1 * f, m))
     plan = WindowPlan.cover(total, length, min(OVERLAP_FRAMES, length // 2), HANDOVER_MARGIN)
-    diffusion = ConductorDiffusion()
-    noise_source = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     windows = len(plan.starts)
 
     def run(start: int, stop: int, known, weight) -> np.ndarray:
         number = plan.starts.index(start)
-        noise = torch.randn(1, stop - start, denoiser.input_feats, generator=noise_source)
-        x0 = diffusion.ddim_sample(
+        noise = rng.standard_normal((1, stop - start, denoiser.input_feats)).astype(np.float32)
+        x0 = ddim_sample(
             denoiser,
-            torch.from_numpy(music[start:stop])[None],
+            music[None, start:stop],
+            noise,
             steps=steps,
             guidance_scale=guidance,
-            noise=noise,
-            known=None if known is None else denoiser.normalise(torch.from_numpy(known.reshape(1, stop - start, 26))),
-            known_weight=torch.from_numpy(weight),
+            known=None if known is None else denoiser.normalise(known.reshape(1, stop - start, -1)),
+            known_weight=weight,
             known_until=KNOWN_UNTIL_TIMESTEP,
             progress=lambda i, n: report(
                 0.1 + 0.9 * (number + i / n) / windows, f"Sampling window {number + 1}/{windows}, step {i}/{n}"
             ),
         )
-        return denoiser.denormalise(x0)[0].reshape(stop - start, 13, 2).numpy()
+        return denoiser.denormalise(x0)[0].reshape(stop - start, 13, 2)
 
     return join_windows(plan, run)[:n_frames]
 
 
 def _generate(request: Request) -> Motion:
     from ..core.audio import official_mel
-    from .nets import load_diffusion_denoiser
-    from .nets.inference import load_weights, to_cm100
+    from .networks import open_denoiser, to_cm100
 
     steps, guidance = request.options["steps"], request.options["guidance"]
-    if not 1 <= steps <= 1000:
-        raise GeneratorError(f"--steps must be between 1 and 1000, got {steps}.")
-    if not 0.0 <= guidance <= 20.0:
-        raise GeneratorError(f"--guidance must be between 0 and 20 (1 = no guidance), got {guidance}.")
     request.report(0.0, "Loading the diffusion weights")
-    denoiser = load_weights(load_diffusion_denoiser, request.checkpoint, GENERATOR.label)
+    denoiser = open_denoiser(request.checkpoint, GENERATOR.label)
     request.report(0.03, "Computing the mel spectrogram")
     mel = official_mel(request.audio)
     keypoints = generate_keypoints(
@@ -102,7 +95,7 @@ def _generate(request: Request) -> Motion:
 def _project_weights():
     from ..weights import default_checkpoint
 
-    return default_checkpoint("diffusion")
+    return default_checkpoint("diffusion", onnx=True)
 
 
 GENERATOR = GeneratorSpec(
@@ -113,9 +106,9 @@ GENERATOR = GeneratorSpec(
     generate=_generate,
     needs_checkpoint=True,
     options=(
-        Option("steps", int, DEFAULT_STEPS, "DDIM sampling steps, 1-1000 (time grows linearly)"),
+        Option("steps", int, DEFAULT_STEPS, "DDIM sampling steps, 1-1000 (time grows linearly)", 1, 1000),
         Option("guidance", float, DEFAULT_GUIDANCE, "classifier-free guidance scale: 1 = none, higher follows the "
-               "music more strictly"),
+               "music more strictly", 0.0, 20.0),
     ),
     default_checkpoint=_project_weights,
 )

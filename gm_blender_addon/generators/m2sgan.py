@@ -1,7 +1,7 @@
 """M2S-GAN (VirtualConductor): a music-conditioned convolutional generator (nets/m2sgan.py).
 
 Any length of music in one consistent pass: the music encoder runs in overlapping chunks whose borders cannot be
-told apart from a single pass (nets/windows.overlap_save), and the temporal decoder, cheap even for an hour, then
+told apart from a single pass (windows.overlap_save), and the temporal decoder, cheap even for an hour, then
 runs over the whole piece with one noise sequence. So there are no windows to blend and no seams, unlike the
 official inference script, which generated independent 60 s chunks, wrote zeros for a last chunk under 5 s and
 crashed on whole pieces under 5 s. Here music shorter than MIN_SECONDS, or not a whole number of seconds, is
@@ -25,39 +25,35 @@ MIN_SECONDS = 5
 MEL_PER_SECOND = 90
 
 
-def generate_keypoints(generator, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
+def generate_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
     """Raw generator output (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length.
 
-    `generator` is a nets.Generator in eval mode; the noise (1 Hz, 8-d) comes from `seed`.
+    `network` is an M2S-GAN of generators/networks.py; the noise (1 Hz, `network.noise_dim` values) comes from
+    `seed`, the same for every backend.
     """
-    import torch
-
-    from .nets.inference import encode_music
-    from .nets.windows import fit_frames
+    from .networks import encode_music
+    from .windows import fit_frames
 
     seconds = max(MIN_SECONDS, math.ceil(n_frames / FPS))
     mel = fit_frames(np.asarray(mel, dtype=np.float32), MEL_PER_SECOND * seconds)
     encoding_progress = None if progress is None else (lambda f, m: progress(0.9 * f, m))
-    music = encode_music(generator.music_encoder, mel, encoding_progress)
-    noise = generator.sample_noise(1, seconds, torch.Generator().manual_seed(seed))
+    music = encode_music(network, mel, encoding_progress)
+    noise = np.random.default_rng(seed).standard_normal((1, seconds, network.noise_dim)).astype(np.float32)
     if progress is not None:
         progress(0.9, "Generating the motion")
-    with torch.inference_mode():
-        motion = generator.decode(torch.from_numpy(music)[None], noise)[0].numpy()
-    return motion[:n_frames]
+    return network.decode(music[None], noise)[0][:n_frames]
 
 
 def _generate(request: Request) -> Motion:
     from ..core.audio import official_mel
-    from .nets import load_generator
-    from .nets.inference import load_weights, to_cm100
+    from .networks import open_m2sgan, to_cm100
 
     request.report(0.0, "Loading the M2S-GAN weights")
-    generator = load_weights(load_generator, request.checkpoint, GENERATOR.label)
+    network = open_m2sgan(request.checkpoint, GENERATOR.label)
     request.report(0.05, "Computing the mel spectrogram")
     mel = official_mel(request.audio)
     keypoints = generate_keypoints(
-        generator, mel, request.analysis.n_frames, request.seed,
+        network, mel, request.analysis.n_frames, request.seed,
         progress=lambda fraction, message: request.report(0.15 + 0.8 * fraction, message),
     )
     keypoints, placement = to_cm100(keypoints)
@@ -68,14 +64,14 @@ def _generate(request: Request) -> Motion:
 def _project_weights():
     from ..weights import default_checkpoint
 
-    return default_checkpoint("m2sgan")
+    return default_checkpoint("m2sgan", onnx=True)
 
 
 GENERATOR = GeneratorSpec(
     name="m2sgan",
     label="M2S-GAN",
     description="VirtualConductor's music-to-motion GAN; project-trained weights unless a checkpoint is given "
-    "(e.g. the official M2SGAN_official_pretrained.pt)",
+    "(an ONNX bundle, or a PyTorch file such as the official M2SGAN_official_pretrained.pt where torch is installed)",
     generate=_generate,
     needs_checkpoint=True,
     default_checkpoint=_project_weights,

@@ -8,17 +8,16 @@ part of the network and a manifest (format, kind, the constructor settings infer
   diffusion  music_encoder: mel (N, 3L, 128) → music (N, L, 64)
              denoiser: x_t (N, T, 26), timesteps (N,) int64, music (N, T or 1, 64) → predicted x0 (N, T, 26)
 
-The classes below offer the same calls as the PyTorch modules (`encode_music`, `decode`, calling the denoiser) on
-numpy arrays, and `ddim_sample` is the diffusion sampler of nets/diffusion.py in numpy. Nothing here imports torch.
+The manifest's config carries what inference needs beyond the graphs: the noise size of M2S-GAN, and for the
+denoiser its longest clip and the statistics of its motion space (`motion_mean`, `motion_std`). The classes below
+offer the numpy interface of generators/networks.py; the sampler is generators/ddim.py. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,9 +27,6 @@ BUNDLE_FORMAT = "gesture-maestro-onnx"
 BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
 PARTS = {"m2sgan": ("music_encoder", "decoder"), "diffusion": ("music_encoder", "denoiser")}
-# The diffusion schedule the denoisers were trained with: 1000 steps, β linear from 1e-4 to 0.02.
-DIFFUSION_STEPS = 1000
-BETA_START, BETA_END = 1e-4, 0.02
 
 
 class OnnxBundleError(GeneratorError):
@@ -92,6 +88,7 @@ class M2SGAN:
 
     def __init__(self, path: str | Path):
         self.bundle = OnnxBundle.load(path, "m2sgan")
+        self.noise_dim = int(self.bundle.config.get("noise_dim", 8))
 
     def encode_music(self, mel: np.ndarray) -> np.ndarray:
         return self.bundle.run("music_encoder", mel=_float32(mel))
@@ -105,8 +102,11 @@ class Denoiser:
 
     def __init__(self, path: str | Path):
         self.bundle = OnnxBundle.load(path, "diffusion")
-        self.num_frames = int(self.bundle.config["num_frames"])
-        self.input_feats = int(self.bundle.config["input_feats"])
+        config = self.bundle.config
+        self.num_frames = int(config["num_frames"])
+        self.input_feats = int(config["input_feats"])
+        self.motion_mean = np.asarray(config.get("motion_mean", np.zeros(self.input_feats)), np.float32)
+        self.motion_std = np.asarray(config.get("motion_std", np.ones(self.input_feats)), np.float32)
 
     def encode_music(self, mel: np.ndarray) -> np.ndarray:
         return self.bundle.run("music_encoder", mel=_float32(mel))
@@ -118,54 +118,9 @@ class Denoiser:
             "denoiser", x_t=_float32(x_t), timesteps=np.asarray(timesteps, dtype=np.int64), music=_float32(music)
         )
 
+    def normalise(self, motion: np.ndarray) -> np.ndarray:
+        """Flattened ConductorMotion100 motion (..., 26) → the space diffusion runs in (see MotionTransformer)."""
+        return ((motion - self.motion_mean) / self.motion_std).astype(np.float32)
 
-def alphas_cumprod(num_steps: int = DIFFUSION_STEPS) -> np.ndarray:
-    # Scaled so other step counts keep the same overall noise level, as in nets/diffusion.py.
-    scale = DIFFUSION_STEPS / num_steps
-    betas = np.linspace(BETA_START * scale, BETA_END * scale, num_steps, dtype=np.float64)
-    return np.cumprod(1.0 - betas)
-
-
-def ddim_timesteps(steps: int, num_steps: int = DIFFUSION_STEPS) -> list[int]:
-    """`steps` timesteps spread evenly over [0, num_steps-1], descending."""
-    if not 1 <= steps <= num_steps:
-        raise ValueError(f"steps must be in 1…{num_steps}, got {steps}")
-    return sorted({int(round(v)) for v in np.linspace(0, num_steps - 1, steps)}, reverse=True)
-
-
-def ddim_sample(
-    denoiser: Denoiser,
-    music: np.ndarray,
-    noise: np.ndarray,
-    steps: int,
-    guidance_scale: float | None = None,
-    known: np.ndarray | None = None,
-    known_weight: np.ndarray | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Deterministic DDIM (η = 0) from x_T = `noise` (N, T, 26) → x0 (N, T, 26), for music features (N, T, 64).
-
-    Guidance mixes uncond + w·(cond − uncond), the unconditional prediction having silent music. `known` (N, T, 26)
-    with `known_weight` (T,) pulls every x0 prediction towards given motion. `progress(i, n)` follows each step.
-    """
-    abar_table = alphas_cumprod()
-    schedule = ddim_timesteps(steps)
-    x = _float32(noise)
-    n = x.shape[0]
-    silence = np.zeros((n, 1, music.shape[2]), dtype=np.float32)
-    for i, step in enumerate(schedule):
-        t = np.full(n, step, dtype=np.int64)
-        x0 = denoiser(x, t, music)
-        if guidance_scale is not None and guidance_scale != 1.0:
-            uncond = denoiser(x, t, silence)
-            x0 = uncond + np.float32(guidance_scale) * (x0 - uncond)
-        if known is not None:
-            weight = np.asarray(known_weight, dtype=np.float32).reshape(1, -1, 1)
-            x0 = x0 + weight * (_float32(known) - x0)
-        abar = float(abar_table[step])
-        abar_next = float(abar_table[schedule[i + 1]]) if i + 1 < len(schedule) else 1.0
-        eps = (x - np.float32(math.sqrt(abar)) * x0) / np.float32(math.sqrt(1.0 - abar))
-        x = np.float32(math.sqrt(abar_next)) * x0 + np.float32(math.sqrt(1.0 - abar_next)) * eps
-        if progress is not None:
-            progress(i + 1, len(schedule))
-    return x
+    def denormalise(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.motion_std + self.motion_mean).astype(np.float32)

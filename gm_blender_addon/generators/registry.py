@@ -23,12 +23,21 @@ class GeneratorError(ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """A generator-specific setting, exposed by the CLI as --<name> and by the panel."""
+    """A generator-specific setting, exposed by the CLI as --<name> and by the panel (within its limits)."""
 
     name: str
     type: type
     default: Any
     help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def check(self, value) -> None:
+        low = -float("inf") if self.minimum is None else self.minimum
+        high = float("inf") if self.maximum is None else self.maximum
+        if not low <= value <= high:
+            raise GeneratorError(f"--{self.name.replace('_', '-')} must be between {self.minimum:g} and "
+                                 f"{self.maximum:g}, got {value}.")
 
 
 @dataclass
@@ -103,6 +112,8 @@ def generate(name: str, request: Request) -> Motion:
     if unknown:
         raise GeneratorError(f"{spec.label} has no option(s) {', '.join(sorted(unknown))}.")
     options = {option.name: option.default for option in spec.options} | request.options
+    for option in spec.options:
+        option.check(options[option.name])
     request = Request(**{**request.__dict__, "options": options})
     motion = spec.generate(request)
     motion.meta.update(

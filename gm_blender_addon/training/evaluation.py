@@ -77,28 +77,20 @@ def procedural_candidate() -> Candidate:
 
 def m2sgan_candidate(checkpoint: Path, label: str | None = None) -> Candidate:
     from ..generators.m2sgan import generate_keypoints
-    from ..generators.nets import load_generator
+    from ..generators.networks import open_m2sgan
 
-    generator = load_generator(checkpoint)
+    generator = open_m2sgan(checkpoint)
     return Candidate(label or f"m2sgan ({Path(checkpoint).name})",
                      lambda mel, n, seed: generate_keypoints(generator, mel, n, seed))
 
 
 def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: str | None = None) -> Candidate:
     from ..generators.diffusion import generate_keypoints
-    from ..generators.nets import load_diffusion_denoiser
+    from ..generators.networks import open_denoiser
 
-    denoiser = load_diffusion_denoiser(checkpoint)
+    denoiser = open_denoiser(checkpoint)
     return Candidate(label or f"diffusion ({Path(checkpoint).name}, {steps} steps, w={guidance:g})",
                      lambda mel, n, seed: generate_keypoints(denoiser, mel, n, seed, steps, guidance))
-
-
-def seed_variation(motions: list[np.ndarray]) -> float:
-    """100 × mean std across seeds (per frame and coordinate) / mean temporal std (per coordinate, per seed)."""
-    stack = np.stack([np.asarray(m, dtype=np.float64).reshape(len(m), -1) for m in motions])  # (seeds, T, 26)
-    across = stack.std(axis=0).mean()
-    temporal = stack.std(axis=1).mean()
-    return float(100.0 * across / temporal) if temporal > 0 else 0.0
 
 
 def evaluate(
@@ -110,7 +102,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, dict]:
     """Scores per candidate label (plus "recorded motion" for the data's own BC and diversity)."""
-    from ..generators.nets.inference import to_cm100
+    from ..generators.networks import to_cm100
 
     report = progress or (lambda fraction, message: None)
     count = min(len(dataset), max_windows or len(dataset))
@@ -125,7 +117,7 @@ def evaluate(
             per_seed = [to_cm100(candidate.generate(mel, dataset.frames, seed))[0] for seed in seeds]
             outputs.append(per_seed[0])
             if len(seeds) > 1:
-                variation.append(seed_variation(per_seed))
+                variation.append(metrics.seed_variation(per_seed))
             report((number + (i + 1) / count) / len(candidates), f"{candidate.label}: window {i + 1}/{count}")
         scores = _scores(real, outputs, beat_times, features)
         scores["seed_var_pct"] = float(np.mean(variation)) if variation else float("nan")

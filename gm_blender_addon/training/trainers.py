@@ -41,7 +41,9 @@ from ..generators.nets import (
     load_m2snet,
     save_checkpoint,
 )
-from ..generators.nets.inference import encode_music
+from ..generators.ddim import ddim_sample
+from ..generators.nets.inference import TorchDenoiser, TorchNetwork
+from ..generators.networks import encode_music
 from ..core.audio import file_sha256
 from .dataset import MOTION_FPS, NEGATIVE_MODES, WindowDataset, read_split, sync_pairs
 
@@ -159,10 +161,10 @@ class Trainer:
         self.provenance["m2snet"] = {"file": Path(path).name, "sha256": file_sha256(Path(path))}
         return m2snet.to(self.device).eval().requires_grad_(False)
 
-    def _music_cache(self, encoder) -> dict[str, list[np.ndarray]]:
+    def _music_cache(self, m2snet) -> dict[str, list[np.ndarray]]:
         """Music features (L, 64) of every clip, from the frozen encoder: computed once instead of every step."""
         cache = {}
-        encoder = encoder.cpu().eval()
+        encoder = TorchNetwork(m2snet)
         for name, dataset in (("train", self.train_set), ("val", self.val_set)):
             if dataset is None:
                 continue
@@ -412,7 +414,7 @@ class M2SGANTrainer(Trainer):
             generator.pose_head[4].bias.copy_(torch.from_numpy(_logit(mean_pose.reshape(-1))))
         self.generator = generator.to(self.device)
         self.critic = Discriminator().to(self.device)
-        self.music = self._music_cache(m2snet.music_encoder)
+        self.music = self._music_cache(m2snet)
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.modules = {"generator": self.generator, "critic": self.critic}
         self.optimizers = {
@@ -514,7 +516,7 @@ class DiffusionTrainer(Trainer):
         self.model = model.to(self.device)
         self.features = m2snet.motion_encoder
         self.diffusion = ConductorDiffusion()
-        self.music = self._music_cache(m2snet.music_encoder)
+        self.music = self._music_cache(m2snet)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.modules = {"denoiser": self.model}
         self.optimizers = {"adam": torch.optim.Adam(trainable, lr=recipe["lr"])}
@@ -558,10 +560,11 @@ class DiffusionTrainer(Trainer):
                 epsilon = torch.randn(x0.shape, generator=noise).to(self.device)
                 losses.append(float(self._losses(x0, music, t, epsilon)["reconstruction"]))
             if i < self.recipe["val_windows"]:
-                sample = self.diffusion.ddim_sample(self.model, music, steps=self.recipe["val_steps"],
-                                                    generator=noise)
+                denoiser = TorchDenoiser(self.model)
+                start = torch.randn(x0.shape, generator=noise).numpy()
+                sample = ddim_sample(denoiser, music.cpu().numpy(), start, steps=self.recipe["val_steps"])
                 real.append(motion)
-                fake.append(self.model.denormalise(sample)[0].reshape(-1, 13, 2).cpu().numpy())
+                fake.append(denoiser.denormalise(sample)[0].reshape(-1, 13, 2))
                 mels.append(mel)
         return {"reconstruction": float(np.mean(losses)), **window_metrics(real, fake, mels)}
 

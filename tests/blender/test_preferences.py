@@ -42,7 +42,8 @@ def test_checkpoints_come_from_the_panel_then_the_official_paths_then_the_weight
     weights.mkdir()
     trained = weights / "diffusion.onnx.zip"
     trained.write_bytes(b"weights")
-    manifest = {"diffusion": {"file": trained.name, "sha256": file_sha256(trained)}}
+    manifest = {"diffusion": {"file": "diffusion.pt", "sha256": "not used inside Blender",
+                              "onnx": {"file": trained.name, "sha256": file_sha256(trained)}}}
     (weights / "manifest.json").write_text(
         json.dumps({"format": "gesture-maestro-weights", "version": 1, "models": manifest})
     )

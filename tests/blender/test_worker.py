@@ -79,7 +79,8 @@ class _ModalOperator:
 
 
 def _request(music, smoothing=0.2):
-    return GenerateRequest(audio=music, generator="procedural", seed=1, checkpoint=None, smoothing=smoothing)
+    return GenerateRequest(audio=music, generator="procedural", seed=1, checkpoint=None, options={},
+                           smoothing=smoothing)
 
 
 TIMER = SimpleNamespace(type="TIMER", value="NOTHING")

@@ -20,18 +20,12 @@ from gm_blender_addon.core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH
 from gm_blender_addon.generators import registry
 from gm_blender_addon.generators.diffusion import generate_keypoints as sample_diffusion
 from gm_blender_addon.generators.m2sgan import generate_keypoints as generate_gan
-from gm_blender_addon.generators.nets import (
-    Generator,
-    M2SNet,
-    MotionTransformer,
-    load_diffusion_denoiser,
-    load_generator,
-    save_checkpoint,
-)
-from gm_blender_addon.generators.nets.inference import encode_music, to_cm100
-from gm_blender_addon.generators.nets.windows import WindowPlan, join_windows, seam_report
+from gm_blender_addon.core.metrics import seed_variation
+from gm_blender_addon.generators.nets import Generator, M2SNet, MotionTransformer, load_generator, save_checkpoint
+from gm_blender_addon.generators.nets.inference import TorchM2SGAN, TorchNetwork
+from gm_blender_addon.generators.networks import encode_music, open_denoiser, to_cm100
 from gm_blender_addon.generators.procedural import conduct
-from gm_blender_addon.training.evaluation import seed_variation
+from gm_blender_addon.generators.windows import WindowPlan, join_windows, seam_report
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "virtualconductor"
 OFFICIAL_GAN = REFERENCE / "M2SGAN_official_pretrained.pt"
@@ -129,6 +123,10 @@ def test_wrong_files_are_generator_errors(tmp_path, gan_checkpoint, diffusion_ch
 
 
 def test_project_weights_are_the_default(tmp_path, monkeypatch, gan_checkpoint):
+    """The shipped weights run as their ONNX export (all the extension carries), checked against the manifest."""
+    pytest.importorskip("onnx")
+    from gm_blender_addon.generators.nets.onnx_export import export_m2sgan
+
     folder = tmp_path / "weights"
     folder.mkdir()
     monkeypatch.setattr(weights, "weights_dir", lambda: folder)
@@ -136,10 +134,12 @@ def test_project_weights_are_the_default(tmp_path, monkeypatch, gan_checkpoint):
         registry.generate("m2sgan", _request(6.0))
     installed = folder / "m2sgan.pt"
     installed.write_bytes(gan_checkpoint.read_bytes())
-    weights.write_entry("m2sgan", installed, folder, recipe={"test": True}, epochs=0)
+    bundle = export_m2sgan(load_generator(installed), folder / "m2sgan.onnx.zip")
+    weights.write_entry("m2sgan", installed, folder, recipe={"test": True}, epochs=0,
+                        onnx=weights.file_entry(bundle, folder))
     motion = registry.generate("m2sgan", _request(6.0))
-    assert motion.meta["checkpoint"] == "m2sgan.pt" and motion.meta["generator"] == "m2sgan"
-    installed.write_bytes(installed.read_bytes()[:-10] + b"0123456789")
+    assert motion.meta["checkpoint"] == "m2sgan.onnx.zip" and motion.meta["generator"] == "m2sgan"
+    bundle.write_bytes(bundle.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(registry.GeneratorError, match="damaged or was replaced"):
         registry.generate("m2sgan", _request(6.0))
 
@@ -159,10 +159,11 @@ def test_m2sgan_any_length(gan_checkpoint, seconds):
 
 
 def test_chunked_music_encoding_equals_one_pass(gan_checkpoint):
-    encoder = load_generator(gan_checkpoint).music_encoder
+    generator = load_generator(gan_checkpoint)
+    encoder = TorchNetwork(generator)
     mel = official_mel(_audio(20.0))[:1800]
     with torch.no_grad():
-        whole = encoder(torch.from_numpy(mel)[None])[0].numpy()
+        whole = generator.music_encoder(torch.from_numpy(mel)[None])[0].numpy()
     chunked = encode_music(encoder, mel, chunk=70)  # 9 chunks with borders at odd places
     assert chunked.shape == whole.shape == (600, 64)
     assert np.abs(chunked - whole).max() < 1e-4
@@ -172,7 +173,7 @@ def test_official_m2sgan_through_the_chunked_path_matches_its_output():
     generator = load_generator(_need(OFFICIAL_GAN))
     mel = np.load(_need(REFERENCE / "parity" / "mel_official.npy"))[:2700]
     noise = torch.from_numpy(np.load(REFERENCE / "parity" / "noise.npy"))
-    music = encode_music(generator.music_encoder, mel, chunk=200)
+    music = encode_music(TorchNetwork(generator), mel, chunk=200)
     with torch.no_grad():
         motion = generator.decode(torch.from_numpy(music)[None], noise)[0].numpy()
     assert np.abs(motion - np.load(REFERENCE / "parity" / "motion_official.npy")).max() < 1e-4
@@ -181,12 +182,12 @@ def test_official_m2sgan_through_the_chunked_path_matches_its_output():
 def test_official_m2sgan_long_piece_is_one_seamless_pass():
     generator = load_generator(_need(OFFICIAL_GAN))
     mel = official_mel(_audio(64.0, bpm=96.0))
-    motion = generate_gan(generator, mel, 1920, seed=0)
+    motion = generate_gan(TorchM2SGAN(generator), mel, 1920, seed=0)
     # The music encoder ran in 900-frame chunks; the result equals one pass over the whole piece, so the chunk
     # borders (and the 60 s mark where the official script started an independent chunk) cannot show.
+    noise = np.random.default_rng(0).standard_normal((1, 64, 8)).astype(np.float32)
     with torch.no_grad():
-        noise = generator.sample_noise(1, 64, torch.Generator().manual_seed(0))
-        single = generator(torch.from_numpy(mel[:5760])[None], noise)[0].numpy()
+        single = generator(torch.from_numpy(mel[:5760])[None], torch.from_numpy(noise))[0].numpy()
     assert np.abs(single - motion).max() < 1e-4
     assert seam_report(motion, [900, 1800])["ratio"] <= 2.0
 
@@ -245,7 +246,7 @@ def project_denoiser():
     path = weights.default_checkpoint("diffusion")
     if path is None:
         pytest.skip("no project-trained diffusion weights in weights/")
-    return load_diffusion_denoiser(path)
+    return open_denoiser(path)
 
 
 def test_project_diffusion_varies_with_the_seed_without_seams(project_denoiser):

@@ -28,6 +28,8 @@ from gm_blender_addon.generators.nets import (
     save_checkpoint,
 )
 from gm_blender_addon.generators.nets.checkpoints import load_state
+from gm_blender_addon.generators import ddim
+from gm_blender_addon.generators.nets.inference import TorchDenoiser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = REPO_ROOT.parent / "shared" / "reference"
@@ -300,28 +302,29 @@ def test_frame_mask_uses_lengths_in_frames(small_denoiser):
 
 
 def test_ddim_sampling_and_guidance(small_denoiser):
-    denoiser = small_denoiser
-    diffusion = ConductorDiffusion()
-    assert diffusion.ddim_timesteps(5) == [999, 749, 500, 250, 0]
-    assert len(diffusion.ddim_timesteps(1000)) == 1000
-    mel = np.random.default_rng(0).random((270, 128)).astype(np.float32)
+    denoiser = TorchDenoiser(small_denoiser)
+    assert ddim.ddim_timesteps(5) == [999, 749, 500, 250, 0]
+    assert len(ddim.ddim_timesteps(1000)) == 1000
+    mel = np.random.default_rng(0).random((1, 270, 128)).astype(np.float32)
+    music = denoiser.encode_music(mel)
+    noise = np.random.default_rng(1).standard_normal((1, 90, 26)).astype(np.float32)
     steps = []
-    motion = diffusion.generate(denoiser, mel, steps=5, seed=3, progress=lambda i, n: steps.append((i, n)))
-    assert motion.shape == (90, 13, 2) and motion.dtype == np.float32
-    assert np.isfinite(motion).all()
-    assert steps[-1] == (5, 5)
-
-    music = denoiser.encode_music(torch.from_numpy(mel)[None])
-    noise = torch.randn(1, 90, 26, generator=torch.Generator().manual_seed(1))
-    conditional = diffusion.ddim_sample(denoiser, music, steps=5, noise=noise)
-    guided_1 = diffusion.ddim_sample(denoiser, music, steps=5, noise=noise, guidance_scale=1.0)
-    assert torch.allclose(guided_1, conditional, atol=1e-5)
+    conditional = ddim.ddim_sample(denoiser, music, noise, steps=5, progress=lambda i, n: steps.append((i, n)))
+    assert conditional.shape == (1, 90, 26) and conditional.dtype == np.float32 and np.isfinite(conditional).all()
+    assert steps == [(i, 5) for i in range(1, 6)]
+    guided_1 = ddim.ddim_sample(denoiser, music, noise, steps=5, guidance_scale=1.0)
+    np.testing.assert_allclose(guided_1, conditional, atol=1e-5)
     # w = 0 is the unconditional model: the music features zeroed.
-    guided_0 = diffusion.ddim_sample(denoiser, music, steps=5, noise=noise, guidance_scale=0.0)
-    unconditional = diffusion.ddim_sample(denoiser, torch.zeros_like(music), steps=5, noise=noise)
-    assert torch.allclose(guided_0, unconditional, atol=1e-5)
-    guided_3 = diffusion.ddim_sample(denoiser, music, steps=5, noise=noise, guidance_scale=3.0)
-    assert not torch.allclose(guided_3, conditional, atol=1e-4)
+    guided_0 = ddim.ddim_sample(denoiser, music, noise, steps=5, guidance_scale=0.0)
+    unconditional = ddim.ddim_sample(denoiser, np.zeros_like(music), noise, steps=5)
+    np.testing.assert_allclose(guided_0, unconditional, atol=1e-5)
+    guided_3 = ddim.ddim_sample(denoiser, music, noise, steps=5, guidance_scale=3.0)
+    assert not np.allclose(guided_3, conditional, atol=1e-4)
+    # Known frames with full weight at every step come out exactly as given.
+    known = np.random.default_rng(2).standard_normal((1, 90, 26)).astype(np.float32)
+    weight = (np.arange(90) < 30).astype(np.float32)
+    pinned = ddim.ddim_sample(denoiser, music, noise, steps=5, known=known, known_weight=weight)
+    np.testing.assert_allclose(pinned[:, :30], known[:, :30], atol=1e-5)
 
 
 def test_q_sample_matches_schedule():

@@ -1,4 +1,7 @@
-"""The ONNX bundles that Blender runs give what the PyTorch networks give (to 1e-4), for every part and the sampler."""
+"""The ONNX bundles that Blender runs give what the PyTorch networks give (to 1e-4), for every part and for whole
+generations."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ pytest.importorskip("onnx")  # the exporter needs it
 pytest.importorskip("onnxruntime")
 
 from gm_blender_addon.generators import onnx_runtime  # noqa: E402
-from gm_blender_addon.generators.nets import ConductorDiffusion, Generator, MotionTransformer  # noqa: E402
+from gm_blender_addon.generators.nets import Generator, MotionTransformer  # noqa: E402
 from gm_blender_addon.generators.nets.onnx_export import export_diffusion, export_m2sgan  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -67,27 +70,39 @@ def test_denoiser_matches_torch(diffusion, frames, music_frames):
     assert np.abs(expected).max() > 0.1  # the random weights make a network that does something
 
 
-def test_ddim_sampling_matches_torch(diffusion):
-    network, exported = diffusion
-    rng = np.random.default_rng(5)
-    mel = rng.standard_normal((1, 3 * 90, 128)).astype(np.float32)
-    noise = rng.standard_normal((1, 90, 26)).astype(np.float32)
-    known = rng.standard_normal((1, 90, 26)).astype(np.float32)
-    weight = np.clip(1 - np.arange(90) / 30, 0, 1).astype(np.float32)
+def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_path):
+    """The whole generator path (chunked encoding, noise, windows, guided DDIM, re-centring) gives the same motion
+    from a PyTorch checkpoint and from its ONNX bundle."""
+    from helpers import click_music, steady_analysis
+    from gm_blender_addon.core.audio import Audio
+    from gm_blender_addon.core.motion import JOINT
+    from gm_blender_addon.generators import registry
+    from gm_blender_addon.generators.nets import save_checkpoint
+    from gm_blender_addon.generators.procedural import conduct
+
+    mean_pose = torch.from_numpy(conduct(steady_analysis(12.0), seed=0).mean(axis=0).reshape(-1))
+    torch.manual_seed(0)
+    generator = Generator()
+    denoiser = MotionTransformer(num_layers=2, latent_dim=32, num_frames=300,
+                                 motion_mean=mean_pose.tolist(), motion_std=[0.05] * 26)
     with torch.no_grad():
-        music = network.encode_music(torch.from_numpy(mel))
-        expected = ConductorDiffusion().ddim_sample(
-            network, music, steps=4, guidance_scale=1.5, noise=torch.from_numpy(noise),
-            known=torch.from_numpy(known), known_weight=torch.from_numpy(weight),
-        ).numpy()
-    steps_seen = []
-    sampled = onnx_runtime.ddim_sample(
-        exported, exported.encode_music(mel), noise, steps=4, guidance_scale=1.5, known=known, known_weight=weight,
-        progress=lambda i, n: steps_seen.append((i, n)),
-    )
-    np.testing.assert_allclose(sampled, expected, atol=TOLERANCE, rtol=0)
-    assert steps_seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert onnx_runtime.ddim_timesteps(7) == ConductorDiffusion().ddim_timesteps(7)
+        generator.pose_head[4].bias.copy_(torch.logit(mean_pose))
+    seconds = 12.0  # two diffusion windows of 10 s
+    audio = Audio(click_music(seconds, 120.0, 4), 22050, Path("clicks.wav"), "0" * 64)
+    for kind, network, options in (("m2sgan", generator, {}), ("diffusion", denoiser, {"steps": 3})):
+        checkpoint = save_checkpoint(network, tmp_path / f"{kind}.pt", kind)
+        bundle = export(kind, network, tmp_path / f"{kind}.onnx.zip")
+        motions = [
+            registry.generate(kind, registry.Request(audio=audio, analysis=steady_analysis(seconds), seed=7,
+                                                     checkpoint=path, options=options)).keypoints
+            for path in (checkpoint, bundle)
+        ]
+        np.testing.assert_allclose(motions[1], motions[0], atol=TOLERANCE, rtol=0)
+        assert np.ptp(motions[0][:, JOINT["right_wrist"]]) > 0
+
+
+def export(kind, network, path):
+    return {"m2sgan": export_m2sgan, "diffusion": export_diffusion}[kind](network.eval(), path)
 
 
 def test_official_m2sgan_weights_export_exactly(shared_reference, tmp_path):

@@ -4,7 +4,8 @@
 - motion_encoder: ST-GCN MotionEncoder, motion (N, L, 13, 2) → (N, L, 64); features() → (N, 64, L)
 - m2snet: M2SNet sync classifier
 - m2sgan: Generator (TCN) and Discriminator (1-D CNN critic)
-- diffusion: MotionTransformer denoiser + ConductorDiffusion (DDIM, classifier-free guidance)
+- diffusion: MotionTransformer denoiser + ConductorDiffusion (training noise schedule)
+- inference: the networks behind the numpy interface of generators/networks.py
 - checkpoints: loading official and project weights, CheckpointError
 
 Importing this package imports torch; import it lazily from code that must work without torch.

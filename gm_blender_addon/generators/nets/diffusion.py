@@ -1,4 +1,4 @@
-"""Diffusion-Conductor: a transformer denoiser that predicts clean motion x0, and a small DDIM sampler.
+"""Diffusion-Conductor: a transformer denoiser that predicts clean motion x0, and its training noise schedule.
 
 Denoiser (`MotionTransformer`, after MotionDiffuse as adapted by Diffusion-Conductor):
   x_t (N, T, 26) noisy flattened motion, timesteps (N,), music features (N, T, 64) → predicted x0 (N, T, 26).
@@ -6,8 +6,8 @@ Denoiser (`MotionTransformer`, after MotionDiffuse as adapted by Diffusion-Condu
   stylisation blocks), and as keys/values of a cross-attention. All attention is linear ("efficient") attention:
   softmax over the head dimension for queries and over time for keys, so cost is O(T), not O(T²).
 
-Diffusion (`ConductorDiffusion`): 1000-step linear β schedule (1e-4 → 0.02), q_sample for training, and a
-deterministic DDIM sampler (η = 0) with any number of steps and classifier-free guidance.
+Diffusion (`ConductorDiffusion`): the 1000-step linear β schedule (1e-4 → 0.02) and q_sample for training; the
+DDIM sampler with classifier-free guidance is generators/ddim.py, shared with inference.
 
 Diffusion runs in the denoiser's motion space: ConductorMotion100 coordinates standardised per coordinate with the
 statistics stored in the model's config (`motion_mean`, `motion_std`; see MotionTransformer.normalise). Official
@@ -17,13 +17,13 @@ files carry none, so for them the space is the raw coordinates (≈ [0, 1]), as 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ddim import DIFFUSION_STEPS, alphas_cumprod
 from .music_encoder import MusicEncoder
 
 
@@ -270,14 +270,16 @@ class MotionTransformer(nn.Module):
 
 
 class ConductorDiffusion:
-    """Gaussian diffusion on flattened motion (N, T, 26) with a model that predicts x0."""
+    """The forward (noising) process for training: the schedule of generators/ddim.py as torch tensors.
 
-    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        # Linear schedule, scaled so other step counts keep the same overall noise level (1000 steps: 1e-4 → 0.02).
-        scale = 1000.0 / num_steps
+    Sampling is generators/ddim.ddim_sample, in numpy, for every backend (wrap the network in
+    nets.inference.TorchDenoiser).
+    """
+
+    def __init__(self, num_steps: int = DIFFUSION_STEPS):
         self.num_steps = num_steps
-        self.betas = np.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=np.float64)
-        self.alphas_cumprod = np.cumprod(1.0 - self.betas)
+        self.alphas_cumprod = alphas_cumprod(num_steps)
+        self.betas = 1.0 - self.alphas_cumprod / np.concatenate([[1.0], self.alphas_cumprod[:-1]])
 
     def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         values = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64, device=like.device)[t]
@@ -288,93 +290,3 @@ class ConductorDiffusion:
         noise = torch.randn_like(x0) if noise is None else noise
         abar = self._abar(t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-
-    def ddim_timesteps(self, steps: int) -> list[int]:
-        """`steps` timesteps spread evenly over [0, num_steps-1], descending; steps = num_steps walks all of them."""
-        if not 1 <= steps <= self.num_steps:
-            raise ValueError(f"steps must be in 1…{self.num_steps}, got {steps}")
-        return sorted({int(round(v)) for v in np.linspace(0, self.num_steps - 1, steps)}, reverse=True)
-
-    def predict_x0(
-        self,
-        model: MotionTransformer,
-        x_t: torch.Tensor,
-        t: torch.Tensor,
-        music: torch.Tensor,
-        guidance_scale: float | None,
-        lengths=None,
-    ) -> torch.Tensor:
-        """x0 prediction, guided as uncond + w·(cond − uncond); uncond has the music features zeroed, as in the
-        condition dropout of training. guidance_scale None or 1 runs the conditional model only."""
-        cond = model(x_t, t, music, lengths)
-        if guidance_scale is None or guidance_scale == 1.0:
-            return cond
-        silence = torch.zeros(music.shape[0], 1, music.shape[2], dtype=music.dtype, device=music.device)
-        uncond = model(x_t, t, silence, lengths)
-        return uncond + guidance_scale * (cond - uncond)
-
-    @torch.no_grad()
-    def ddim_sample(
-        self,
-        model: MotionTransformer,
-        music: torch.Tensor,
-        steps: int = 50,
-        guidance_scale: float | None = None,
-        noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        lengths=None,
-        progress: Callable[[int, int], None] | None = None,
-        known: torch.Tensor | None = None,
-        known_weight: torch.Tensor | None = None,
-        known_until: int = 0,
-    ) -> torch.Tensor:
-        """Deterministic DDIM (η = 0) from x_T ~ N(0, I) → x0 (N, T, 26), for music features (N, T, 64).
-
-        Everything here is in the denoiser's motion space (`model.normalise` / `model.denormalise`), `known` too.
-
-        Each step: predict x0, recover the implied noise ε = (x_t − √ᾱ_t x0)/√(1 − ᾱ_t), and move to the next
-        (smaller) timestep s with x_s = √ᾱ_s x0 + √(1 − ᾱ_s) ε; after the last step ᾱ = 1, so x0 is returned.
-        `progress(i, n)` is called after each of the n steps.
-
-        `known` (N, T, 26) with `known_weight` (T,) in [0, 1] pins frames to given motion: every step's x0
-        prediction is pulled to known·w + x0·(1 − w) before moving on, so the rest of the clip is sampled to fit
-        around it (used to continue the previous window of a long piece). The pull acts at timesteps ≥
-        `known_until` only; with 0 it acts at every step and the result equals the blend there.
-        """
-        n, t_len = music.shape[:2]
-        shape = (n, t_len, model.input_feats)
-        x = torch.randn(shape, generator=generator) if noise is None else noise
-        x = x.to(music.device, music.dtype)
-        schedule = self.ddim_timesteps(steps)
-        x0 = x
-        for i, step in enumerate(schedule):
-            t = torch.full((n,), step, dtype=torch.long, device=x.device)
-            x0 = self.predict_x0(model, x, t, music, guidance_scale, lengths)
-            if known is not None and step >= known_until:
-                weight = known_weight.to(x0.dtype).reshape(1, -1, 1)
-                x0 = x0 + weight * (known.to(x0.dtype) - x0)
-            abar = float(self.alphas_cumprod[step])
-            abar_next = float(self.alphas_cumprod[schedule[i + 1]]) if i + 1 < len(schedule) else 1.0
-            eps = (x - math.sqrt(abar) * x0) / math.sqrt(1.0 - abar)
-            x = math.sqrt(abar_next) * x0 + math.sqrt(1.0 - abar_next) * eps
-            if progress is not None:
-                progress(i + 1, len(schedule))
-        return x
-
-    @torch.no_grad()
-    def generate(
-        self,
-        model: MotionTransformer,
-        mel: np.ndarray | torch.Tensor,
-        steps: int = 50,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """One clip: mel (3T, 128) at 90 Hz → motion (T, 13, 2) float32 at 30 fps (T ≤ model.num_frames)."""
-        mel = torch.as_tensor(np.asarray(mel, dtype=np.float32))[None]
-        model.eval()
-        music = model.encode_music(mel)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        x0 = self.ddim_sample(model, music, steps, guidance_scale, generator=generator, progress=progress)
-        return model.denormalise(x0)[0].reshape(-1, 13, 2).cpu().numpy().astype(np.float32)

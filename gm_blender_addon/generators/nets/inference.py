@@ -1,82 +1,77 @@
-"""What the learned generators share at inference: loading weights for a request, the mel at the right length,
-chunked music encoding and the ConductorMotion100 re-centring of the result.
+"""PyTorch networks behind the numpy interface of generators/networks.py, for checkpoints that are not ONNX
+bundles (the official files, training runs) and for training validation. Arrays go in and come out as numpy; the
+network may sit on any device.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from ...core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH, normalise
 from ..registry import GeneratorError
-from .checkpoints import CheckpointError
-from .music_encoder import MusicEncoder
-from .windows import Progress, fit_frames, overlap_save
-
-MEL_PER_MOTION_FRAME = 3
-# The music encoder reaches ±18 mel frames (6 motion frames); a second of context leaves a wide safety margin.
-ENCODER_CHUNK = 900
-ENCODER_CONTEXT = 30
+from .checkpoints import CheckpointError, load_diffusion_denoiser, load_generator
+from .diffusion import MotionTransformer
+from .m2sgan import NOISE_DIM, Generator
 
 
-def load_weights(loader: Callable[[Path], torch.nn.Module], checkpoint: Path | None, label: str) -> torch.nn.Module:
-    """Run a checkpoint loader, turning a missing or wrong file into a GeneratorError the caller can report."""
-    if checkpoint is None:
-        raise GeneratorError(f"The {label} generator needs a checkpoint: pass --checkpoint PATH.")
+class TorchNetwork:
+    """Any of the networks with a `music_encoder` (M2S-Net, M2S-GAN, the denoiser), called on numpy arrays."""
+
+    def __init__(self, network: torch.nn.Module):
+        self.network = network.eval()
+        parameter = next(network.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+
+    def _in(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), device=self.device).to(self.dtype)
+
+    @torch.inference_mode()
+    def encode_music(self, mel: np.ndarray) -> np.ndarray:
+        return self.network.music_encoder(self._in(mel)).float().cpu().numpy()
+
+
+class TorchM2SGAN(TorchNetwork):
+    noise_dim = NOISE_DIM
+
+    @torch.inference_mode()
+    def decode(self, music: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self.network.decode(self._in(music), self._in(noise)).float().cpu().numpy()
+
+
+class TorchDenoiser(TorchNetwork):
+    def __init__(self, network: MotionTransformer):
+        super().__init__(network)
+        self.num_frames = network.num_frames
+        self.input_feats = network.input_feats
+        self.motion_mean = network.motion_mean.cpu().numpy()
+        self.motion_std = network.motion_std.cpu().numpy()
+
+    @torch.inference_mode()
+    def __call__(self, x_t: np.ndarray, timesteps: np.ndarray, music: np.ndarray) -> np.ndarray:
+        t = torch.as_tensor(np.asarray(timesteps), dtype=torch.long, device=self.device)
+        return self.network(self._in(x_t), t, self._in(music)).float().cpu().numpy()
+
+    def normalise(self, motion: np.ndarray) -> np.ndarray:
+        return ((motion - self.motion_mean) / self.motion_std).astype(np.float32)
+
+    def denormalise(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.motion_std + self.motion_mean).astype(np.float32)
+
+
+def wrap(network: torch.nn.Module) -> TorchM2SGAN | TorchDenoiser:
+    if isinstance(network, Generator):
+        return TorchM2SGAN(network)
+    if isinstance(network, MotionTransformer):
+        return TorchDenoiser(network)
+    raise TypeError(f"no inference wrapper for {type(network).__name__}")
+
+
+def open_checkpoint(kind: str, path: Path) -> TorchM2SGAN | TorchDenoiser:
+    """Load a PyTorch checkpoint of `kind` ("m2sgan" or "diffusion") for inference on the CPU."""
+    loader = {"m2sgan": load_generator, "diffusion": load_diffusion_denoiser}[kind]
     try:
-        return loader(Path(checkpoint))
+        return wrap(loader(Path(path)))
     except CheckpointError as exc:
         raise GeneratorError(str(exc)) from exc
-
-
-def mel_for_frames(mel: np.ndarray, n_frames: int) -> np.ndarray:
-    """The (3·n_frames, 128) mel for a motion of n_frames: cropped, or extended by mirroring its end.
-
-    `official_mel` has floor(duration·90) frames while the analysis (and so the motion) has ceil(duration·30).
-    """
-    return fit_frames(np.asarray(mel, dtype=np.float32), MEL_PER_MOTION_FRAME * n_frames)
-
-
-@torch.inference_mode()
-def encode_music(
-    encoder: MusicEncoder, mel: np.ndarray, progress: Progress | None = None, chunk: int = ENCODER_CHUNK
-) -> np.ndarray:
-    """Music features (L, 64) for a mel (3L, 128) of any length, in chunks of `chunk` motion frames.
-
-    The encoder is local, so chunks with ENCODER_CONTEXT frames of context on each side give the same features
-    as one pass (checked by the tests) in bounded memory: one pass over an hour would need gigabytes.
-    """
-    encoder.eval()
-    n_frames = mel.shape[0] // MEL_PER_MOTION_FRAME
-
-    def run(lo: int, hi: int) -> np.ndarray:
-        window = torch.from_numpy(np.array(mel[MEL_PER_MOTION_FRAME * lo : MEL_PER_MOTION_FRAME * hi], np.float32))
-        return encoder(window[None])[0].numpy()
-
-    return overlap_save(n_frames, run, chunk, ENCODER_CONTEXT, progress)
-
-
-def to_cm100(keypoints: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Re-centre network output to the exact ConductorMotion100 normalisation → (keypoints, what was done).
-
-    Network output is only approximately normalised (the training clips were normalised per 60 s clip, and a
-    network reproduces their average). One scale about the origin and one shift for the whole piece make the
-    clip-mean shoulder width exactly 0.2 and the clip-mean hip midpoint exactly (0.5, 0.75), as core.motion
-    defines; being the same for every frame, this changes no movement, only where the body sits.
-    """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    width = float(np.mean(kp[:, JOINT["left_shoulder"], 0] - kp[:, JOINT["right_shoulder"], 0]))
-    if not np.isfinite(width) or width < 0.25 * SHOULDER_WIDTH:
-        # A trained network never does this; an untrained or broken checkpoint can.
-        raise GeneratorError(
-            f"The network's output has no plausible body (mean shoulder width {width:.3f}, expected about "
-            f"{SHOULDER_WIDTH}): the checkpoint is untrained or not a conductor model."
-        )
-    hips = 0.5 * (kp[:, JOINT["left_hip"]] + kp[:, JOINT["right_hip"]]).mean(axis=0)
-    scale = SHOULDER_WIDTH / width
-    out = normalise(kp, frame_width=1.0)
-    shift = np.asarray(HIP_MIDPOINT) - scale * hips
-    return out, {"cm100_scale": round(scale, 5), "cm100_shift": [round(float(v), 5) for v in shift]}

@@ -72,7 +72,7 @@ def export_m2sgan(generator: Generator, path: str | Path) -> Path:
         {0: "batch", 1: "frames"},
     )
     graphs = {"music_encoder": _music_encoder_graph(generator.music_encoder), "decoder": decoder}
-    return save_bundle(path, "m2sgan", {}, graphs)
+    return save_bundle(path, "m2sgan", {"noise_dim": NOISE_DIM}, graphs)
 
 
 @torch.no_grad()
@@ -92,7 +92,8 @@ def export_diffusion(denoiser: MotionTransformer, path: str | Path) -> Path:
         "x0",
         {0: "batch", 1: "frames"},
     )
-    config = {"num_frames": denoiser.num_frames, "input_feats": denoiser.input_feats}
+    config = {"num_frames": denoiser.num_frames, "input_feats": denoiser.input_feats,
+              "motion_mean": denoiser.motion_mean.tolist(), "motion_std": denoiser.motion_std.tolist()}
     graphs = {"music_encoder": _music_encoder_graph(denoiser.music_encoder), "denoiser": graph}
     return save_bundle(path, "diffusion", config, graphs)
 

@@ -1,0 +1,115 @@
+"""The learned generators' networks at inference, whatever file they come from, behind one numpy interface.
+
+An ONNX bundle (`.onnx.zip`, written by nets/onnx_export.py) runs with onnxruntime: that is what the shipped weights
+are and all that Blender can run, since the extension carries no PyTorch. A PyTorch checkpoint (the official
+VirtualConductor files, a training run's network) runs through nets/inference.py where torch is installed; where it
+is not, the error says how to convert the file once. Both give objects with the same numpy calls:
+
+  M2S-GAN    encode_music(mel (N, 3L, 128)) → (N, L, 64); decode(music (N, 30S, 64), noise (N, S, noise_dim))
+             → motion (N, 30S, 13, 2)
+  denoiser   encode_music as above; called as (x_t (N, T, F), timesteps (N,), music (N, T or 1, 64)) → x0;
+             normalise / denormalise between ConductorMotion100 coordinates (…, 26) and the diffusion space;
+             num_frames, input_feats
+
+and the helpers here (mel length, chunked music encoding, re-centring the result) serve both. Nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH, normalise
+from .registry import GeneratorError
+from .windows import Progress, fit_frames, overlap_save
+
+ONNX_SUFFIX = ".onnx.zip"
+MEL_PER_MOTION_FRAME = 3
+# The music encoder reaches ±18 mel frames (6 motion frames); a second of context leaves a wide safety margin.
+ENCODER_CHUNK = 900
+ENCODER_CONTEXT = 30
+
+
+def is_onnx_bundle(path: Path) -> bool:
+    return Path(path).name.endswith(ONNX_SUFFIX)
+
+
+def _open(kind: str, checkpoint: Path | None, label: str):
+    if checkpoint is None:
+        raise GeneratorError(f"The {label} generator needs a checkpoint: pass --checkpoint PATH.")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise GeneratorError(f"{label} checkpoint {checkpoint} not found; check the path.")
+    if is_onnx_bundle(checkpoint):
+        from . import onnx_runtime
+
+        opener = {"m2sgan": onnx_runtime.M2SGAN, "diffusion": onnx_runtime.Denoiser}[kind]
+        return opener(checkpoint)
+    try:
+        from .nets import inference
+    except ImportError as exc:
+        raise GeneratorError(
+            f"{checkpoint.name} is a PyTorch checkpoint and PyTorch is not installed here (Blender's add-on runs "
+            f"ONNX bundles only). Convert it once where torch is installed: python -m "
+            f"gm_blender_addon.generators.nets.onnx_export {kind} {checkpoint.name} {checkpoint.stem}{ONNX_SUFFIX} "
+            f"and choose the {ONNX_SUFFIX} file instead."
+        ) from exc
+    return inference.open_checkpoint(kind, checkpoint)
+
+
+def open_m2sgan(checkpoint: Path | None, label: str = "M2S-GAN"):
+    """The M2S-GAN generator of an ONNX bundle or a PyTorch checkpoint; a GeneratorError for a wrong file."""
+    return _open("m2sgan", checkpoint, label)
+
+
+def open_denoiser(checkpoint: Path | None, label: str = "Diffusion"):
+    """The Diffusion-Conductor denoiser of an ONNX bundle or a PyTorch checkpoint; a GeneratorError otherwise."""
+    return _open("diffusion", checkpoint, label)
+
+
+def mel_for_frames(mel: np.ndarray, n_frames: int) -> np.ndarray:
+    """The (3·n_frames, 128) mel for a motion of n_frames: cropped, or extended by mirroring its end.
+
+    `official_mel` has floor(duration·90) frames while the analysis (and so the motion) has ceil(duration·30).
+    """
+    return fit_frames(np.asarray(mel, dtype=np.float32), MEL_PER_MOTION_FRAME * n_frames)
+
+
+def encode_music(network, mel: np.ndarray, progress: Progress | None = None, chunk: int = ENCODER_CHUNK) -> np.ndarray:
+    """Music features (L, 64) for a mel (3L, 128) of any length, in chunks of `chunk` motion frames.
+
+    The encoder is local, so chunks with ENCODER_CONTEXT frames of context on each side give the same features
+    as one pass (checked by the tests) in bounded memory: one pass over an hour would need gigabytes.
+    """
+    n_frames = mel.shape[0] // MEL_PER_MOTION_FRAME
+
+    def run(lo: int, hi: int) -> np.ndarray:
+        window = np.array(mel[MEL_PER_MOTION_FRAME * lo : MEL_PER_MOTION_FRAME * hi], np.float32)
+        return network.encode_music(window[None])[0]
+
+    return overlap_save(n_frames, run, chunk, ENCODER_CONTEXT, progress)
+
+
+def to_cm100(keypoints: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Re-centre network output to the exact ConductorMotion100 normalisation → (keypoints, what was done).
+
+    Network output is only approximately normalised (the training clips were normalised per 60 s clip, and a
+    network reproduces their average). One scale about the origin and one shift for the whole piece make the
+    clip-mean shoulder width exactly 0.2 and the clip-mean hip midpoint exactly (0.5, 0.75), as core.motion
+    defines; being the same for every frame, this changes no movement, only where the body sits.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    width = float(np.mean(kp[:, JOINT["left_shoulder"], 0] - kp[:, JOINT["right_shoulder"], 0]))
+    if not np.isfinite(width) or width < 0.25 * SHOULDER_WIDTH:
+        # A trained network never does this; an untrained or broken checkpoint can.
+        raise GeneratorError(
+            f"The network's output has no plausible body (mean shoulder width {width:.3f}, expected about "
+            f"{SHOULDER_WIDTH}): the checkpoint is untrained or not a conductor model."
+        )
+    hips = 0.5 * (kp[:, JOINT["left_hip"]] + kp[:, JOINT["right_hip"]]).mean(axis=0)
+    scale = SHOULDER_WIDTH / width
+    out = normalise(kp, frame_width=1.0)
+    shift = np.asarray(HIP_MIDPOINT) - scale * hips
+    return out, {"cm100_scale": round(scale, 5), "cm100_shift": [round(float(v), 5) for v in shift]}
