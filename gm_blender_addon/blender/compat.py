@@ -64,6 +64,11 @@ def strips(scene):
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
+def has_audio() -> bool:
+    """False for Blender builds without audio (such as the bpy 4.2 wheel), which cannot hold sound strips."""
+    return bool(bpy.app.build_options.audaspace)
+
+
 def new_sound_strip(scene, name: str, filepath: str, channel: int, frame_start: int):
     editor = scene.sequence_editor or scene.sequence_editor_create()
     collection = editor.strips if hasattr(editor, "strips") else editor.sequences

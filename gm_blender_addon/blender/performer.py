@@ -237,7 +237,7 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
     action.name = ACTION
 
     music = _strip(scene, AUDIO_STRIP)
-    sound = _audio_file(motion) if audio == "VIDEO" else None
+    sound = _audio_file(motion) if audio == "VIDEO" and compat.has_audio() else None
     if sound is not None:
         used = {s.channel for s in compat.strips(scene)}
         channel = next(c for c in range(1, 129) if c not in used)
@@ -345,23 +345,28 @@ def render_rig_motiongrams(generated: Motion, captured: Motion, seconds: float, 
     """Headless: a fresh scene with the conductor keyed from `generated` and the performer from `captured`, each
     rendered alone for `seconds` into `folder` → their motiongrams. Replaces the current file's contents (the
     CLI's own scene)."""
-    if not hasattr(bpy.types.Scene, "gm_conductor"):
-        # Rig maps are kept in the add-on's properties on the armature: register it, as Blender would have.
-        from .. import register
+    from .. import register, unregister
 
+    # Rig maps are kept in the add-on's properties on the armature: register it, as Blender would have, and
+    # unregister it again (bpy 4.5 hangs at exit with an add-on left registered).
+    registered_here = not hasattr(bpy.types.Scene, "gm_conductor")
+    if registered_here:
         register()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    conductor = rigs.append_bundled_rig(scene)
-    skeleton = rigs.snapshot(conductor)
-    parts = rigs.rig_map_for(conductor).resolve(skeleton.names)
-    rotations, _ = solve_for_rig(generated, skeleton, parts, smoothing=0.0)
-    action, slot = keyframes.build_rotation_action(conductor, "GM Conductor", rotations, FIRST_FRAME)
-    for bone in rotations:
-        conductor.pose.bones[bone].rotation_mode = "QUATERNION"
-    compat.assign_action(conductor, action, slot)
-    configure_timeline(scene, max(generated.duration, captured.duration))
-    performer = add_performer(scene, captured, conductor=conductor, audio="MUSIC")
-    return scene_rig_motiongrams(
-        scene, [("generated", conductor), ("captured", bpy.data.objects[performer.armature_name])], seconds, folder
-    )
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        conductor = rigs.append_bundled_rig(scene)
+        skeleton = rigs.snapshot(conductor)
+        parts = rigs.rig_map_for(conductor).resolve(skeleton.names)
+        rotations, _ = solve_for_rig(generated, skeleton, parts, smoothing=0.0)
+        action, slot = keyframes.build_rotation_action(conductor, "GM Conductor", rotations, FIRST_FRAME)
+        for bone in rotations:
+            conductor.pose.bones[bone].rotation_mode = "QUATERNION"
+        compat.assign_action(conductor, action, slot)
+        configure_timeline(scene, max(generated.duration, captured.duration))
+        performer = add_performer(scene, captured, conductor=conductor, audio="MUSIC")
+        performer_rig = bpy.data.objects[performer.armature_name]
+        return scene_rig_motiongrams(scene, [("generated", conductor), ("captured", performer_rig)], seconds, folder)
+    finally:
+        if registered_here:
+            unregister()

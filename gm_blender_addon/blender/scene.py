@@ -49,8 +49,8 @@ def configure_timeline(scene, duration: float) -> None:
 def replace_sound_strip(scene, audio_path: Path):
     for strip in [s for s in compat.strips(scene) if s.name == AUDIO_STRIP]:
         compat.remove_strip(scene, strip)
-    if not bpy.app.build_options.audaspace:
-        return None  # a Blender built without audio (such as the bpy 4.2 wheel) cannot hold sound strips
+    if not compat.has_audio():
+        return None
     used = {s.channel for s in compat.strips(scene)}
     channel = next(c for c in range(1, 129) if c not in used)
     strip = compat.new_sound_strip(scene, AUDIO_STRIP, str(audio_path.resolve()), channel, FIRST_FRAME)

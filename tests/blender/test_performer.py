@@ -16,9 +16,10 @@ from gm_blender_addon.core.motion import JOINT, Motion
 from gm_blender_addon.core.retarget import RigMapError, proportions
 from gm_blender_addon.generators.procedural import conduct
 from gm_blender_addon.pipeline import solve_for_rig
-from helpers import steady_analysis, write_click_music
+from helpers import blender_has_audio, steady_analysis, write_click_music
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+needs_audio = pytest.mark.skipif(not blender_has_audio(), reason="this Blender is built without audio: no sound strip")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def scene_state(scene):
     }
 
 
+@needs_audio
 def test_the_performer_stands_beside_the_conductor_with_the_videos_audio(conducted, captured):
     scene = conducted
     conductor = scene.gm_conductor.armature
@@ -100,6 +102,7 @@ def test_adding_again_replaces_the_performer_without_leftovers(conducted, captur
     assert not [name for name in first["objects"] + first["actions"] if ".00" in name]
 
 
+@needs_audio
 def test_choosing_the_music_keeps_it_playing(conducted, captured):
     scene = conducted
     added = performer.add_performer(scene, captured, conductor=scene.gm_conductor.armature, audio="MUSIC")
