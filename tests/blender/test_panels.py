@@ -10,6 +10,7 @@ import bpy
 from gm_blender_addon.blender import rigs
 from gm_blender_addon.blender.operators import GM_OT_generate
 from gm_blender_addon.blender.panels import GM_PT_conductor, GM_PT_rig_map
+from gm_blender_addon.blender.properties import generator_options
 from gm_blender_addon.blender.worker import Job
 
 
@@ -48,6 +49,20 @@ def _draw(panel, context):
     drawn = []
     panel.draw(SimpleNamespace(layout=CheckingLayout(drawn)), context)
     return drawn
+
+
+def test_the_chosen_generators_own_settings_are_drawn_and_passed_on(empty_scene):
+    settings = empty_scene.gm_conductor
+    settings.generator = "procedural"
+    assert not any(name.startswith("diffusion_") for _, name in _draw(GM_PT_conductor, bpy.context))
+    settings.generator = "diffusion"
+    drawn = _draw(GM_PT_conductor, bpy.context)
+    assert ("prop", "diffusion_steps") in drawn and ("prop", "diffusion_guidance") in drawn
+    assert ("prop", "checkpoint") in drawn
+    settings.options.diffusion_steps = 5000  # the registry's limits hold in the panel
+    assert settings.options.diffusion_steps == 1000
+    settings.options.diffusion_steps, settings.options.diffusion_guidance = 7, 2.5
+    assert generator_options(settings) == {"steps": 7, "guidance": 2.5}
 
 
 def test_main_panel_offers_generate_or_shows_the_running_job(empty_scene):
