@@ -20,7 +20,8 @@ from ..pipeline import Performance, solve_for_rig
 from . import compat, keyframes, rigs
 
 AUDIO_STRIP = "GM Music"
-MARKER = re.compile(r"^Bar \d+$")
+# Generated markers: "Bar N" on downbeats, "N.k" on the other beats (beat k of bar N).
+MARKER = re.compile(r"^(Bar \d+|\d+\.\d+)$")
 GENERATED = "gm_generated"
 FIRST_FRAME = 1
 
@@ -58,12 +59,13 @@ def replace_sound_strip(scene, audio_path: Path):
     return strip
 
 
-def replace_bar_markers(scene, downbeats) -> int:
+def replace_beat_markers(scene, analysis) -> int:
+    """Mark every beat on the timeline, replacing earlier generated markers; returns the number of bars."""
     for marker in [m for m in scene.timeline_markers if MARKER.match(m.name)]:
         scene.timeline_markers.remove(marker)
-    for bar, seconds in enumerate(downbeats, start=1):
-        scene.timeline_markers.new(f"Bar {bar}", frame=frame_of(seconds))
-    return len(downbeats)
+    for seconds, (bar, beat) in zip(analysis.beats, analysis.beat_positions()):
+        scene.timeline_markers.new(f"Bar {bar}" if beat == 1 and bar else f"{bar}.{beat}", frame=frame_of(seconds))
+    return len(analysis.downbeats)
 
 
 def apply_performance(scene, armature, performance: Performance, rig_map: RigMap, smoothing: float) -> Applied:
@@ -98,7 +100,7 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
 
     configure_timeline(scene, performance.audio.duration)
     replace_sound_strip(scene, performance.audio.path)
-    bars = replace_bar_markers(scene, performance.analysis.downbeats)
+    bars = replace_beat_markers(scene, performance.analysis)
     scene.frame_set(FIRST_FRAME)
     return Applied(
         armature_name=armature.name,

@@ -97,9 +97,17 @@ class MusicAnalysis:
         sounding = np.flatnonzero(~self.silent)
         return float(sounding[-1] + 1) / FPS if len(sounding) else 0.0
 
-    def bar_numbers(self) -> np.ndarray:
-        """Bar number (1-based) of each downbeat."""
-        return np.arange(1, len(self.downbeats) + 1)
+    def beat_positions(self) -> list[tuple[int, int]]:
+        """(bar, beat in the bar), both 1-based, of each beat; beats before the first downbeat (a pickup) are in
+        bar 0, numbered so that the pickup's last beat leads into beat 1."""
+        bars = np.searchsorted(self.downbeats - 1e-3, self.beats, side="right")
+        positions, count = [], 0
+        for i, bar in enumerate(bars):
+            count = count + 1 if i and bar == bars[i - 1] else 1
+            positions.append((int(bar), count))
+        pickup = int(np.sum(bars == 0))
+        return [(0, max(1, self.beats_per_bar - pickup + beat)) if bar == 0 else (bar, beat)
+                for bar, beat in positions]
 
 
 def compute_spectral(audio: Audio) -> Spectral:

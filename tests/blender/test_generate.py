@@ -41,17 +41,23 @@ def test_generate_sets_up_the_scene_around_the_music(empty_scene, music_file):
     assert scene.sync_mode == "AUDIO_SYNC"
     (strip,) = [s for s in compat.strips(scene) if s.name == AUDIO_STRIP]
     assert strip.frame_start == 1 and strip.frame_final_duration == pytest.approx(14.0 * 30, abs=2)
-    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
-    downbeats = perform(music_file).analysis.downbeats
-    assert [m.name for m in markers] == [f"Bar {n}" for n in range(1, len(downbeats) + 1)]
-    assert [m.frame for m in markers] == [1 + round(t * 30) for t in downbeats]
+    markers = sorted(scene.timeline_markers, key=lambda m: (m.frame, m.name))
+    analysis = perform(music_file).analysis
+    bars = [m for m in markers if m.name.startswith("Bar ")]
+    assert [m.name for m in bars] == [f"Bar {n}" for n in range(1, len(analysis.downbeats) + 1)]
+    assert [m.frame for m in bars] == [1 + round(t * 30) for t in analysis.downbeats]
+    # Every beat is marked: the others as bar.beat (3/4 here).
+    assert sorted(m.frame for m in markers) == sorted(1 + round(t * 30) for t in analysis.beats)
+    first_bar = bars[0].frame
+    following = [m.name for m in markers if m.frame > first_bar][:3]
+    assert following == ["1.2", "1.3", "Bar 2"]
     armature = scene.gm_conductor.armature
     assert armature.type == "ARMATURE" and scene.camera is not None
     animation = armature.animation_data
     assert animation.action.name == "GM Conductor"
     if compat.LAYERED_ACTIONS:
         assert animation.action_slot is not None
-    assert f"{len(downbeats)} bars of 3/4" in scene.gm_conductor.last_result
+    assert f"{len(analysis.downbeats)} bars of 3/4" in scene.gm_conductor.last_result
 
 
 def test_evaluated_wrists_reach_the_lifted_targets(empty_scene, music_file):

@@ -66,3 +66,12 @@ def test_the_demo_is_read_as_6_8_on_its_true_beats():
     assert analysis.meter == labels["meter"] == "6/8"
     assert f_measure(analysis.beats, labels["beats"]) >= 0.9
     assert f_measure(analysis.downbeats, labels["downbeats"]) >= 0.8
+
+
+def test_beat_positions_number_bars_and_a_pickup():
+    from helpers import steady_analysis
+
+    analysis = steady_analysis(seconds=6.0, bpm=120.0, beats_per_bar=3)
+    analysis.beats = np.arange(0.5, 5.0, 0.5)
+    analysis.downbeats = analysis.beats[2::3]  # two pickup beats, then bars of three
+    assert analysis.beat_positions() == [(0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3), (3, 1)]
