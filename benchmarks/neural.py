@@ -33,7 +33,7 @@ from gm_blender_addon.core.audio import load_audio, official_mel  # noqa: E402
 from gm_blender_addon.generators import diffusion as diffusion_generator  # noqa: E402
 from gm_blender_addon.generators import m2sgan as m2sgan_generator  # noqa: E402
 from gm_blender_addon.generators.networks import ENCODER_CHUNK, open_denoiser, open_m2sgan, to_cm100  # noqa: E402
-from gm_blender_addon.generators.windows import WindowPlan, frame_jumps, seam_report  # noqa: E402
+from gm_blender_addon.generators.windows import frame_jumps, seam_report  # noqa: E402
 from gm_blender_addon.training import evaluation  # noqa: E402
 from gm_blender_addon.training.dataset import WindowDataset, read_split  # noqa: E402
 from gm_blender_addon.weights import default_checkpoint  # noqa: E402
@@ -92,19 +92,16 @@ def speed_and_seams(audio_path: Path) -> dict:
     denoiser = open_denoiser(path)
     steps, guidance = diffusion_generator.DEFAULT_STEPS, diffusion_generator.DEFAULT_GUIDANCE
     mel, mel_seconds = _timed(official_mel, audio)
-    motion, gen_seconds = _timed(diffusion_generator.generate_keypoints, denoiser, mel, n_frames, 0, steps, guidance)
+    piece, gen_seconds = _timed(diffusion_generator.sample_piece, denoiser, mel, n_frames, 0, steps, guidance)
+    motion = piece.motion
     print(f"project diffusion ({steps} steps, guidance {guidance}): mel {mel_seconds:.2f} s + sampling "
           f"{gen_seconds:.2f} s = {mel_seconds + gen_seconds:.2f} s (target <= 30 s)")
-    length = min(denoiser.num_frames, diffusion_generator.WINDOW_FRAMES)
-    plan = WindowPlan.cover(n_frames, length, min(diffusion_generator.OVERLAP_FRAMES, length // 2),
-                            diffusion_generator.HANDOVER_MARGIN)
     for radius in (1, 3):
-        print(f"  window seams, seed 0: {_seam_line(motion, plan.seams(), radius)}")
-    # The ratio depends on where the model's own jerks fall, so it is reported for more seeds.
-    ratios = [seam_report(motion, plan.seams())["ratio"]]
+        print(f"  window seams, seed 0: {_seam_line(motion, piece.seams, radius)}")
+    ratios = [seam_report(motion, piece.seams)["ratio"]]
     for seed in range(1, SEAM_SEEDS):
-        other = diffusion_generator.generate_keypoints(denoiser, mel, n_frames, seed, steps, guidance)
-        ratios.append(seam_report(other, plan.seams())["ratio"])
+        other = diffusion_generator.sample_piece(denoiser, mel, n_frames, seed, steps, guidance)
+        ratios.append(seam_report(other.motion, other.seams)["ratio"])
     print(f"  seam ratio (±1 frame) for seeds 0-{SEAM_SEEDS - 1}: {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"worst {max(ratios):.2f} (target <= 2)")
     outputs["project diffusion"] = motion

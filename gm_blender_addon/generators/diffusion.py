@@ -3,8 +3,8 @@
 Long pieces are generated window after window (WINDOW_FRAMES, the training clip length, or less if the model is
 smaller). Consecutive windows overlap by OVERLAP_FRAMES: while a window is sampled at high noise levels its x0
 predictions are pulled towards the motion already made for the overlap, so it continues that gesture, and the two
-are then cross-faded (windows.join_windows). Music shorter than one window is extended by mirroring its end and
-cropped again.
+are then cross-faded over CUT_RAMP frames where both move least (windows.join_windows). Music shorter than one
+window is extended by mirroring its end and cropped again.
 
 Differences from the official sampler: a configurable number of DDIM steps instead of all 1000, classifier-free
 guidance (the official code had none), training lengths counted in frames (the official mask bug), and no 60 s limit.
@@ -22,6 +22,9 @@ from .registry import GeneratorSpec, Option, Request
 WINDOW_FRAMES = 900
 OVERLAP_FRAMES = 150
 HANDOVER_MARGIN = 15
+# Cross-fade between windows, half a second: long enough to hide their small disagreement, short enough to fit at a
+# gesture's turning point.
+CUT_RAMP = 15
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 1.5
 # The pull towards the previous window stops below this timestep. The high-noise steps settle the course of the
@@ -35,14 +38,22 @@ def generate_keypoints(
     denoiser, mel: np.ndarray, n_frames: int, seed: int, steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE, progress=None,
 ) -> np.ndarray:
-    """Raw sampled motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length.
+    """Raw sampled motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length (see `sample_piece`)."""
+    return sample_piece(denoiser, mel, n_frames, seed, steps, guidance, progress).motion
+
+
+def sample_piece(
+    denoiser, mel: np.ndarray, n_frames: int, seed: int, steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE, progress=None,
+):
+    """Raw sampled motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128), and where its windows were joined.
 
     `denoiser` is a denoiser of generators/networks.py; the initial noise of every window comes from `seed`, the
-    same for every backend.
+    same for every backend. Returns a windows.Joined.
     """
     from .ddim import ddim_sample
     from .networks import encode_music, mel_for_frames
-    from .windows import WindowPlan, join_windows
+    from .windows import Joined, WindowPlan, join_windows
 
     length = min(denoiser.num_frames, WINDOW_FRAMES)
     total = max(n_frames, length)
@@ -70,7 +81,8 @@ def generate_keypoints(
         )
         return denoiser.denormalise(x0)[0].reshape(stop - start, 13, 2)
 
-    return join_windows(plan, run)[:n_frames]
+    joined = join_windows(plan, run, CUT_RAMP)
+    return Joined(joined.motion[:n_frames], [seam for seam in joined.seams if seam < n_frames])
 
 
 def _generate(request: Request) -> Motion:
@@ -82,14 +94,14 @@ def _generate(request: Request) -> Motion:
     denoiser = open_denoiser(request.checkpoint, GENERATOR.label)
     request.report(0.03, "Computing the mel spectrogram")
     mel = official_mel(request.audio)
-    keypoints = generate_keypoints(
+    sampled = sample_piece(
         denoiser, mel, request.analysis.n_frames, request.seed, steps, guidance,
         progress=lambda fraction, message: request.report(0.1 + 0.88 * fraction, message),
     )
-    keypoints, placement = to_cm100(keypoints)
+    keypoints, placement = to_cm100(sampled.motion)
     request.report(1.0, "Motion ready")
     return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, "steps": steps, "guidance": guidance,
-                                   **placement})
+                                   "window_seams": sampled.seams, **placement})
 
 
 def _project_weights():

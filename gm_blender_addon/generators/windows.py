@@ -7,7 +7,8 @@ Two ways, for the two kinds of network (numpy only; the networks are called thro
   middle is kept. The result equals one pass over the whole input (to float rounding) while memory stays bounded.
 - `WindowPlan` and `join_windows`, for networks that look at a whole window at once and sample it (the diffusion
   transformer): windows of one length overlapping by at least `overlap` frames; inside each overlap the later window
-  takes over from the earlier one along a raised-cosine ramp, so no frame switches abruptly from one to the other.
+  takes over from the earlier one along a short raised-cosine ramp placed where both move least (a gesture's turning
+  point, as motion graphs place their transitions), so no frame switches abruptly from one to the other.
 
 `seam_report` measures what the issue asks for: the largest frame-to-frame jump at a seam against the median jump.
 """
@@ -80,7 +81,7 @@ class WindowPlan:
     """Equal-length windows covering [0, n_frames), consecutive ones overlapping by at least `overlap` frames.
 
     In each overlap the handover happens over its middle, leaving `margin` frames at both ends where one window
-    still has full weight: the outermost frames of a window are the least reliable (padding effects, no context).
+    alone counts: the outermost frames of a window are the least reliable (padding effects, no context).
     """
 
     n_frames: int
@@ -112,9 +113,9 @@ class WindowPlan:
         return start + self.margin, previous_stop - self.margin
 
     def previous_weight(self, k: int) -> np.ndarray:
-        """(length,) weight of the already-joined motion (windows < k) over the frames of window k; 0 for k = 0.
+        """(length,) how strongly window k is steered to continue the already-joined motion; 0 for k = 0.
 
-        1 up to the handover, a raised cosine down to 0 across it, 0 after; the new window gets 1 − weight.
+        1 up to the handover, a raised cosine down to 0 across it, 0 after (see `join_windows`).
         """
         weight = np.zeros(self.length)
         if k == 0:
@@ -125,39 +126,73 @@ class WindowPlan:
         weight[a - start : b - start] = 1.0 - raised_cosine(b - a)
         return weight
 
-    def seams(self) -> list[int]:
-        """The frame at the middle of each handover, where both windows weigh one half."""
-        return [sum(self.handover(k)) // 2 for k in range(1, len(self.starts))]
+
+@dataclass
+class Joined:
+    """Joined motion (n_frames, ...) and the frame at the middle of each cut between windows."""
+
+    motion: np.ndarray
+    seams: list[int]
+
+
+def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, ramp: int) -> int:
+    """The frame in [lo, hi) at which cutting from `previous` to `new` (both over the same frames) shows least:
+    both move slowly there and they agree, summed over the `ramp` frames of the cross-fade around it.
+
+    A cut in the middle of a stroke shows however well the two agree, because the stroke's speed is what a viewer
+    (and the seam measure) compares the cut with; at a gesture's turning point there is little to see.
+    """
+    def speed(motion):
+        flat = motion.reshape(len(motion), -1)
+        return np.linalg.norm(np.diff(flat, axis=0, append=flat[-1:]), axis=1)
+
+    cost = speed(previous) + speed(new) + np.linalg.norm((previous - new).reshape(len(new), -1), axis=1)
+    half = ramp // 2
+    window_cost = np.convolve(cost, np.ones(ramp), mode="same")
+    candidates = np.arange(max(lo, half), min(hi, len(cost) - half))
+    if len(candidates) == 0:
+        return (lo + hi) // 2
+    return int(candidates[np.argmin(window_cost[candidates])])
 
 
 def join_windows(
     plan: WindowPlan,
     run: Callable[[int, int, np.ndarray | None, np.ndarray], np.ndarray],
+    cut_ramp: int,
     progress: Progress | None = None,
     message: str = "Generating",
-) -> np.ndarray:
-    """Generate window after window and cross-fade each into what came before.
+) -> Joined:
+    """Generate window after window and cut each into what came before at its calmest moment.
 
     `run(start, stop, known, weight)` returns the window's motion for frames [start, stop). `known` is the motion
-    already joined for those frames (None for the first window) and `weight` how much of it will be kept per frame,
-    so a sampler can steer the new window towards it; the cross-fade is applied here either way.
+    already joined for those frames (None for the first window) and `weight` (the plan's `previous_weight`) how
+    strongly to follow it, so a sampler can steer the new window to continue it. The cut is then placed inside the
+    handover where both move least and agree best (`calmest_cut`), with a raised-cosine cross-fade of `cut_ramp`
+    frames around it.
     """
     out: np.ndarray | None = None
+    seams = []
     for k, (start, stop) in enumerate(plan.windows):
-        weight = plan.previous_weight(k)
         known = None if out is None else out[start:stop]
-        motion = np.asarray(run(start, stop, known, weight), dtype=np.float64)
+        motion = np.asarray(run(start, stop, known, plan.previous_weight(k)), dtype=np.float64)
         if motion.shape[0] != stop - start:
             raise ValueError(f"window [{start}, {stop}) produced {motion.shape[0]} frames")
         if out is None:
             out = np.zeros((plan.n_frames,) + motion.shape[1:])
             out[start:stop] = motion
         else:
+            a, b = plan.handover(k)
+            cut = calmest_cut(known, motion, a - start, b - start, cut_ramp)
+            weight = np.zeros(stop - start)
+            first = cut - cut_ramp // 2
+            weight[:first] = 1.0
+            weight[first : first + cut_ramp] = 1.0 - raised_cosine(cut_ramp)
             w = weight.reshape((-1,) + (1,) * (motion.ndim - 1))
             out[start:stop] = w * known + (1.0 - w) * motion
+            seams.append(start + cut)
         if progress is not None:
             progress((k + 1) / len(plan.starts), f"{message} ({k + 1}/{len(plan.starts)})")
-    return out
+    return Joined(out, seams)
 
 
 def frame_jumps(keypoints: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from gm_blender_addon import cli, weights
 from gm_blender_addon.core.audio import Audio, official_mel
 from gm_blender_addon.core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH
 from gm_blender_addon.generators import registry
-from gm_blender_addon.generators.diffusion import generate_keypoints as sample_diffusion
+from gm_blender_addon.generators.diffusion import sample_piece
 from gm_blender_addon.generators.m2sgan import generate_keypoints as generate_gan
 from gm_blender_addon.core.metrics import seed_variation
 from gm_blender_addon.generators.nets import Generator, M2SNet, MotionTransformer, load_generator, save_checkpoint
@@ -210,8 +210,10 @@ def test_window_plan_covers_and_cross_fades():
     assert starts[0] == 0 and starts[-1] + 600 == 2000
     assert all(600 - (b - a) >= 150 for a, b in zip(starts, starts[1:]))  # every overlap ≥ 150 frames
     assert all(b - a >= 300 for a, b in zip(starts, starts[1:]))  # only neighbours overlap
-    ones = join_windows(plan, lambda start, stop, known, weight: np.ones((stop - start, 13, 2)))
-    assert np.allclose(ones, 1.0)  # the weights add up to one everywhere
+    joined = join_windows(plan, lambda start, stop, known, weight: np.ones((stop - start, 13, 2)), cut_ramp=15)
+    assert np.allclose(joined.motion, 1.0)  # the weights add up to one everywhere
+    assert len(joined.seams) == len(starts) - 1
+    assert all(plan.handover(k)[0] <= seam < plan.handover(k)[1] for k, seam in enumerate(joined.seams, start=1))
     assert WindowPlan.cover(200, 600, overlap=150).windows == [(0, 200)]
 
 
@@ -226,14 +228,14 @@ def test_cross_faded_windows_show_no_seam():
         t = np.arange(start, stop)[:, None] / 30.0
         return (0.05 * np.sin(2 * np.pi * 1.7 * t + phase) + offset).reshape(-1, 13, 2)
 
-    joined = join_windows(plan, window)
-    seams = plan.seams()
-    cut = np.zeros_like(joined)
+    joined = join_windows(plan, window, cut_ramp=15)
+    seams = joined.seams
+    cut = np.zeros_like(joined.motion)
     bounds = [0] + seams + [2400]
     for start, (a, b) in zip(plan.starts, zip(bounds, bounds[1:])):
         cut[a:b] = window(start, start + 900)[a - start : b - start]
     assert seam_report(cut, seams)["ratio"] > 2.0  # the check sees a seam when there is one
-    assert seam_report(joined, seams, radius=3)["ratio"] <= 2.0
+    assert seam_report(joined.motion, seams, radius=3)["ratio"] <= 2.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,8 +254,7 @@ def project_denoiser():
 def test_project_diffusion_varies_with_the_seed_without_seams(project_denoiser):
     seconds, frames = 40.0, 1200  # two 30 s windows joined over a 5 s overlap
     mel = official_mel(_audio(seconds, bpm=100.0))
-    motions = [to_cm100(sample_diffusion(project_denoiser, mel, frames, seed, steps=10))[0] for seed in (0, 1)]
-    assert seed_variation(motions) >= 10.0
-    plan = WindowPlan.cover(frames, min(project_denoiser.num_frames, 900), 150, 15)
-    for motion in motions:
-        assert seam_report(motion, plan.seams())["ratio"] <= 2.0
+    pieces = [sample_piece(project_denoiser, mel, frames, seed, steps=10) for seed in (0, 1)]
+    assert seed_variation([to_cm100(piece.motion)[0] for piece in pieces]) >= 10.0
+    for piece in pieces:
+        assert len(piece.seams) == 1 and seam_report(piece.motion, piece.seams)["ratio"] <= 2.0
