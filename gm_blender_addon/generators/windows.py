@@ -136,23 +136,26 @@ class Joined:
 
 
 def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, ramp: int) -> int:
-    """The frame in [lo, hi) at which cutting from `previous` to `new` (both over the same frames) shows least:
-    both move slowly there and they agree, summed over the `ramp` frames of the cross-fade around it.
+    """The frame in [lo, hi) at which a `ramp`-frame cross-fade from `previous` to `new` (both over the same frames)
+    shows least: where the largest frame-to-frame jump of the cross-faded motion, over the ramp and one frame on
+    each side, is smallest.
 
-    A cut in the middle of a stroke shows however well the two agree, because the stroke's speed is what a viewer
-    (and the seam measure) compares the cut with; at a gesture's turning point there is little to see.
+    That jump adds the speed of both motions to their disagreement times the fade's slope, so the best cut falls
+    where both are slow (a gesture's turning point, as motion graphs place their transitions) and agree; a cut in
+    the middle of a stroke shows however well the two agree.
     """
-    def speed(motion):
-        flat = motion.reshape(len(motion), -1)
-        return np.linalg.norm(np.diff(flat, axis=0, append=flat[-1:]), axis=1)
-
-    cost = speed(previous) + speed(new) + np.linalg.norm((previous - new).reshape(len(new), -1), axis=1)
     half = ramp // 2
-    window_cost = np.convolve(cost, np.ones(ramp), mode="same")
-    candidates = np.arange(max(lo, half), min(hi, len(cost) - half))
-    if len(candidates) == 0:
-        return (lo + hi) // 2
-    return int(candidates[np.argmin(window_cost[candidates])])
+    fade = 1.0 - raised_cosine(ramp)
+    shape = (-1,) + (1,) * (previous.ndim - 1)
+    best, best_jump = (lo + hi) // 2, np.inf
+    for cut in range(max(lo, half + 1), min(hi, len(new) - ramp + half - 1)):
+        a, b = cut - half - 1, cut - half + ramp + 1
+        weight = np.concatenate([[1.0], fade, [0.0]]).reshape(shape)
+        blended = weight * previous[a:b] + (1.0 - weight) * new[a:b]
+        jump = np.linalg.norm(np.diff(blended.reshape(b - a, -1), axis=0), axis=1).max()
+        if jump < best_jump:
+            best, best_jump = cut, jump
+    return best
 
 
 def join_windows(
