@@ -194,10 +194,10 @@ ONNX_KINDS = ("m2sgan", "diffusion")
 
 
 def _export_onnx(kind: str, checkpoint: Path) -> Path:
+    from .generators.nets.checkpoints import GENERATOR_LOADERS
     from .generators.nets.onnx_export import EXPORTERS
 
-    load, export = EXPORTERS[kind]
-    return export(load(checkpoint).eval(), checkpoint.with_name(f"{kind}.onnx.zip"))
+    return EXPORTERS[kind](GENERATOR_LOADERS[kind](checkpoint).eval(), checkpoint.with_name(f"{kind}.onnx.zip"))
 
 
 def _publish(args) -> int:

@@ -15,6 +15,17 @@ def shared_reference() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The networks in the tests are small: extra threads only contend on a shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def music_file(tmp_path_factory) -> Path:
     from helpers import write_click_music

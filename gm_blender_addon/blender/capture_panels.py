@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import bpy
 
+from .panels import ConductorTab
 
-class GM_PT_capture(bpy.types.Panel):
+
+class GM_PT_capture(ConductorTab, bpy.types.Panel):
     bl_label = "Performer (Video Capture)"
     bl_idname = "GM_PT_capture"
     bl_parent_id = "GM_PT_conductor"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Conductor"
 
     def draw(self, context):
         settings = context.scene.gm_capture
@@ -59,13 +58,10 @@ class GM_PT_capture(bpy.types.Panel):
                 grid.label(text=value)
 
 
-class GM_PT_capture_worker(bpy.types.Panel):
+class GM_PT_capture_worker(ConductorTab, bpy.types.Panel):
     bl_label = "Capture Worker"
     bl_idname = "GM_PT_capture_worker"
     bl_parent_id = "GM_PT_capture"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Conductor"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):

@@ -11,12 +11,17 @@ from .operators import GM_OT_generate, target_armature
 from .properties import option_key
 
 
-class GM_PT_conductor(bpy.types.Panel):
-    bl_label = "Gesture Maestro"
-    bl_idname = "GM_PT_conductor"
+class ConductorTab:
+    """Where the add-on's panels live: the Conductor tab of the 3D viewport's sidebar."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Conductor"
+
+
+class GM_PT_conductor(ConductorTab, bpy.types.Panel):
+    bl_label = "Gesture Maestro"
+    bl_idname = "GM_PT_conductor"
 
     def draw(self, context):
         settings = context.scene.gm_conductor
@@ -42,12 +47,9 @@ class GM_PT_conductor(bpy.types.Panel):
             layout.label(text=settings.last_result, icon="INFO")
 
 
-class GM_PT_rig_map(bpy.types.Panel):
+class GM_PT_rig_map(ConductorTab, bpy.types.Panel):
     bl_label = "Rig Map"
     bl_idname = "GM_PT_rig_map"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Conductor"
     bl_parent_id = "GM_PT_conductor"
     bl_options = {"DEFAULT_CLOSED"}
 

@@ -104,12 +104,6 @@ def _generate(request: Request) -> Motion:
                                    "window_seams": sampled.seams, **placement})
 
 
-def _project_weights():
-    from ..weights import default_checkpoint
-
-    return default_checkpoint("diffusion", onnx=True)
-
-
 GENERATOR = GeneratorSpec(
     name="diffusion",
     label="Diffusion",
@@ -122,5 +116,4 @@ GENERATOR = GeneratorSpec(
         Option("guidance", float, DEFAULT_GUIDANCE, "classifier-free guidance scale: 1 = none, higher follows the "
                "music more strictly", 0.0, 20.0),
     ),
-    default_checkpoint=_project_weights,
 )

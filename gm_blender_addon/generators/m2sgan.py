@@ -61,12 +61,6 @@ def _generate(request: Request) -> Motion:
     return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, **placement})
 
 
-def _project_weights():
-    from ..weights import default_checkpoint
-
-    return default_checkpoint("m2sgan", onnx=True)
-
-
 GENERATOR = GeneratorSpec(
     name="m2sgan",
     label="M2S-GAN",
@@ -74,5 +68,4 @@ GENERATOR = GeneratorSpec(
     "(an ONNX bundle, or a PyTorch file such as the official M2SGAN_official_pretrained.pt where torch is installed)",
     generate=_generate,
     needs_checkpoint=True,
-    default_checkpoint=_project_weights,
 )

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..core.analysis import MusicAnalysis, Progress
 from ..core.audio import Audio
 from ..core.motion import Motion
+from ..weights import default_checkpoint
 
 
 class GeneratorError(ValueError):
@@ -62,11 +63,10 @@ class GeneratorSpec:
     label: str
     description: str
     generate: Callable[[Request], Motion]
+    # A generator that needs a checkpoint falls back to the ONNX export of the shipped weights listed under its
+    # name in weights/manifest.json when the request names none.
     needs_checkpoint: bool = False
     options: tuple[Option, ...] = ()
-    # For needs_checkpoint generators: the weights to use when the request names none (e.g. the project-trained
-    # weights shipped in weights/), or None when there are none. May raise ValueError for a damaged install.
-    default_checkpoint: Callable[[], Path | None] | None = None
 
 
 _generators: dict[str, GeneratorSpec] = {}
@@ -99,7 +99,7 @@ def generate(name: str, request: Request) -> Motion:
     spec = get(name)
     if spec.needs_checkpoint and request.checkpoint is None:
         try:
-            default = spec.default_checkpoint() if spec.default_checkpoint is not None else None
+            default = default_checkpoint(spec.name, onnx=True)
         except ValueError as exc:
             raise GeneratorError(str(exc)) from exc
         if default is None:

@@ -145,12 +145,11 @@ def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, ramp: i
     the middle of a stroke shows however well the two agree.
     """
     half = ramp // 2
-    fade = 1.0 - raised_cosine(ramp)
-    shape = (-1,) + (1,) * (previous.ndim - 1)
+    # The fade with one frame of either motion alone on each side.
+    weight = np.concatenate([[1.0], 1.0 - raised_cosine(ramp), [0.0]]).reshape((-1,) + (1,) * (previous.ndim - 1))
     best, best_jump = (lo + hi) // 2, np.inf
     for cut in range(max(lo, half + 1), min(hi, len(new) - ramp + half - 1)):
         a, b = cut - half - 1, cut - half + ramp + 1
-        weight = np.concatenate([[1.0], fade, [0.0]]).reshape(shape)
         blended = weight * previous[a:b] + (1.0 - weight) * new[a:b]
         jump = np.linalg.norm(np.diff(blended.reshape(b - a, -1), axis=0), axis=1).max()
         if jump < best_jump:

@@ -49,13 +49,7 @@ def _request(seconds: float, checkpoint=None, seed: int = 0, **options) -> regis
 MEAN_POSE = conduct(steady_analysis(12.0), seed=0).mean(axis=0).reshape(-1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The networks here are small; extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from gm_blender_addon.generators import onnx_runtime  # noqa: E402
 from gm_blender_addon.generators.nets import Generator, MotionTransformer  # noqa: E402
-from gm_blender_addon.generators.nets.onnx_export import export_diffusion, export_m2sgan  # noqa: E402
+from gm_blender_addon.generators.nets.onnx_export import EXPORTERS, export_diffusion, export_m2sgan  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -91,7 +91,7 @@ def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_pa
     audio = Audio(click_music(seconds, 120.0, 4), 22050, Path("clicks.wav"), "0" * 64)
     for kind, network, options in (("m2sgan", generator, {}), ("diffusion", denoiser, {"steps": 3})):
         checkpoint = save_checkpoint(network, tmp_path / f"{kind}.pt", kind)
-        bundle = export(kind, network, tmp_path / f"{kind}.onnx.zip")
+        bundle = EXPORTERS[kind](network.eval(), tmp_path / f"{kind}.onnx.zip")
         motions = [
             registry.generate(kind, registry.Request(audio=audio, analysis=steady_analysis(seconds), seed=7,
                                                      checkpoint=path, options=options)).keypoints
@@ -99,10 +99,6 @@ def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_pa
         ]
         np.testing.assert_allclose(motions[1], motions[0], atol=TOLERANCE, rtol=0)
         assert np.ptp(motions[0][:, JOINT["right_wrist"]]) > 0
-
-
-def export(kind, network, path):
-    return {"m2sgan": export_m2sgan, "diffusion": export_diffusion}[kind](network.eval(), path)
 
 
 def test_official_m2sgan_weights_export_exactly(shared_reference, tmp_path):

@@ -50,12 +50,7 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _log(run: Path) -> list[dict]:
@@ -67,7 +62,7 @@ def _steps(run: Path, key: str = "loss") -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def m2snet_run(data_root, tmp_path_factory, one_thread) -> Path:
+def m2snet_run(data_root, tmp_path_factory, one_torch_thread) -> Path:
     run = tmp_path_factory.mktemp("runs") / "m2snet"
     # Easy negatives throughout, so that every step has the same task and the losses are comparable.
     code = main(["m2snet", "--data", str(data_root), "--out", str(run), "--epochs", "5", *COMMON,

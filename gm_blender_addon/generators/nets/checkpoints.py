@@ -470,6 +470,10 @@ def load_diffusion_denoiser(path: str | Path) -> MotionTransformer:
     return _load(path, "diffusion")
 
 
+# The networks the learned generators run, by generator name.
+GENERATOR_LOADERS = {"m2sgan": load_generator, "diffusion": load_diffusion_denoiser}
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, kind: str, config: dict | None = None, **meta) -> Path:
     """Write project-trained weights in the Gesture Maestro layout (see the module docstring).
 

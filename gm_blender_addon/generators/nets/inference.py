@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..registry import GeneratorError
-from .checkpoints import CheckpointError, load_diffusion_denoiser, load_generator
+from .checkpoints import GENERATOR_LOADERS, CheckpointError
 from .diffusion import MotionTransformer
 from .m2sgan import NOISE_DIM, Generator
 
@@ -70,8 +70,7 @@ def wrap(network: torch.nn.Module) -> TorchM2SGAN | TorchDenoiser:
 
 def open_checkpoint(kind: str, path: Path) -> TorchM2SGAN | TorchDenoiser:
     """Load a PyTorch checkpoint of `kind` ("m2sgan" or "diffusion") for inference on the CPU."""
-    loader = {"m2sgan": load_generator, "diffusion": load_diffusion_denoiser}[kind]
     try:
-        return wrap(loader(Path(path)))
+        return wrap(GENERATOR_LOADERS[kind](Path(path)))
     except CheckpointError as exc:
         raise GeneratorError(str(exc)) from exc

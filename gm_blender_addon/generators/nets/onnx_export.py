@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..onnx_runtime import save_bundle
-from .checkpoints import CheckpointError, load_diffusion_denoiser, load_generator
+from .checkpoints import GENERATOR_LOADERS, CheckpointError
 from .diffusion import MotionTransformer
 from .m2sgan import NOISE_DIM, Generator
 
@@ -98,7 +98,7 @@ def export_diffusion(denoiser: MotionTransformer, path: str | Path) -> Path:
     return save_bundle(path, "diffusion", config, graphs)
 
 
-EXPORTERS = {"m2sgan": (load_generator, export_m2sgan), "diffusion": (load_diffusion_denoiser, export_diffusion)}
+EXPORTERS = {"m2sgan": export_m2sgan, "diffusion": export_diffusion}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,13 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path, help="the ONNX bundle to write (.onnx.zip)")
     args = parser.parse_args(argv)
-    load, export = EXPORTERS[args.kind]
     try:
-        network = load(args.checkpoint)
+        network = GENERATOR_LOADERS[args.kind](args.checkpoint)
     except CheckpointError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(export(network.eval(), args.out))
+    print(EXPORTERS[args.kind](network.eval(), args.out))
     return 0
 
 
