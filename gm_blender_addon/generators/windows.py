@@ -7,8 +7,9 @@ Two ways, for the two kinds of network (numpy only; the networks are called thro
   middle is kept. The result equals one pass over the whole input (to float rounding) while memory stays bounded.
 - `WindowPlan` and `join_windows`, for networks that look at a whole window at once and sample it (the diffusion
   transformer): windows of one length overlapping by at least `overlap` frames; inside each overlap the later window
-  takes over from the earlier one along a short raised-cosine ramp placed where both move least (a gesture's turning
-  point, as motion graphs place their transitions), so no frame switches abruptly from one to the other.
+  takes over from the earlier one at the frame where that shows least (a gesture's turning point, as motion graphs
+  place their transitions), keeping position and velocity continuous, and its remaining offset from the earlier
+  window dies away over a short blend (offset blending).
 
 `seam_report` measures what the issue asks for: the largest frame-to-frame jump at a seam against the median jump.
 """
@@ -129,48 +130,82 @@ class WindowPlan:
 
 @dataclass
 class Joined:
-    """Joined motion (n_frames, ...) and the frame at the middle of each cut between windows."""
+    """Joined motion (n_frames, ...) and the frame at which each window took over from the one before."""
 
     motion: np.ndarray
     seams: list[int]
 
 
-def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, ramp: int) -> int:
-    """The frame in [lo, hi) at which a `ramp`-frame cross-fade from `previous` to `new` (both over the same frames)
-    shows least: where the largest frame-to-frame jump of the cross-faded motion, over the ramp and one frame on
-    each side, is smallest.
+def offset_decay(blend: int) -> tuple[np.ndarray, np.ndarray]:
+    """(blend + 1,) ×2: how a position offset and a velocity offset die away over `blend` frames after a cut.
 
-    That jump adds the speed of both motions to their disagreement times the fade's slope, so the best cut falls
-    where both are slow (a gesture's turning point, as motion graphs place their transitions) and agree; a cut in
-    the middle of a stroke shows however well the two agree.
+    Both are the quintics with value, slope and curvature fixed at each end: the position one goes from 1 to 0
+    starting flat, the velocity one starts at 0 with slope 1 (one unit per frame) and ends at 0; all end flat.
     """
-    half = ramp // 2
-    # The fade with one frame of either motion alone on each side.
-    weight = np.concatenate([[1.0], 1.0 - raised_cosine(ramp), [0.0]]).reshape((-1,) + (1,) * (previous.ndim - 1))
-    best, best_jump = (lo + hi) // 2, np.inf
-    for cut in range(max(lo, half + 1), min(hi, len(new) - ramp + half - 1)):
-        a, b = cut - half - 1, cut - half + ramp + 1
-        blended = weight * previous[a:b] + (1.0 - weight) * new[a:b]
-        jump = np.linalg.norm(np.diff(blended.reshape(b - a, -1), axis=0), axis=1).max()
-        if jump < best_jump:
-            best, best_jump = cut, jump
+    s = np.arange(blend + 1) / blend
+    position = (1.0 - s) ** 3 * (1.0 + 3.0 * s + 6.0 * s * s)
+    velocity = blend * s * (1.0 - s) ** 3 * (1.0 + 3.0 * s)
+    return position, velocity
+
+
+def stitch(previous: np.ndarray, new: np.ndarray, cut: int, blend: int) -> np.ndarray:
+    """`previous` before frame `cut`, `new` from it on, with the difference between them at the cut (position
+    and velocity) added to `new` and dying away over `blend` frames.
+
+    This is offset blending (inertialisation, as game engines switch animations): the result keeps the previous
+    motion's position and velocity through the cut and then settles onto the new motion, whose own shape is kept,
+    where a cross-fade would average two different gestures. Both arrays cover the same frames; 1 ≤ cut and
+    cut + blend < len(new).
+    """
+    position, velocity = offset_decay(blend)
+    shape = (-1,) + (1,) * (new.ndim - 1)
+    offset = previous[cut] - new[cut]
+    velocity_offset = (previous[cut] - previous[cut - 1]) - (new[cut] - new[cut - 1])
+    out = new.copy()
+    out[:cut] = previous[:cut]
+    out[cut : cut + blend + 1] += position.reshape(shape) * offset + velocity.reshape(shape) * velocity_offset
+    return out
+
+
+def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, blend: int) -> int:
+    """The frame in [lo, hi) where stitching `new` onto `previous` (see `stitch`) shows least.
+
+    Two things can show: the switch itself, seen in the frame-to-frame jumps around the cut (least where both
+    motions turn, at a gesture's turning point, as motion graphs place their transitions), and the offset dying
+    away afterwards, seen as added speed (least where the two agree). The cut minimises the larger of the two.
+    """
+    position, velocity = offset_decay(blend)
+    position_speed, velocity_speed = np.diff(position), np.diff(velocity)
+    best, best_cost = (lo + hi) // 2, np.inf
+    for cut in range(max(lo, 2), min(hi, len(new) - blend - 2)):
+        flat_previous = previous[cut - 2 : cut + 1].reshape(3, -1)
+        flat_new = new[cut - 1 : cut + 3].reshape(4, -1)
+        offset = flat_previous[2] - flat_new[1]
+        velocity_offset = (flat_previous[2] - flat_previous[1]) - (flat_new[1] - flat_new[0])
+        stitched = flat_new[1:] + np.outer(position[:3], offset) + np.outer(velocity[:3], velocity_offset)
+        around = np.concatenate([flat_previous[:2], stitched])
+        switch = np.linalg.norm(np.diff(around, axis=0), axis=1).max()
+        added = np.linalg.norm(np.outer(position_speed, offset) + np.outer(velocity_speed, velocity_offset), axis=1)
+        cost = max(switch, added.max())
+        if cost < best_cost:
+            best, best_cost = cut, cost
     return best
 
 
 def join_windows(
     plan: WindowPlan,
     run: Callable[[int, int, np.ndarray | None, np.ndarray], np.ndarray],
-    cut_ramp: int,
+    blend: int,
     progress: Progress | None = None,
     message: str = "Generating",
 ) -> Joined:
-    """Generate window after window and cut each into what came before at its calmest moment.
+    """Generate window after window and stitch each onto what came before at its calmest moment.
 
     `run(start, stop, known, weight)` returns the window's motion for frames [start, stop). `known` is the motion
     already joined for those frames (None for the first window) and `weight` (the plan's `previous_weight`) how
     strongly to follow it, so a sampler can steer the new window to continue it. The cut is then placed inside the
-    handover where both move least and agree best (`calmest_cut`), with a raised-cosine cross-fade of `cut_ramp`
-    frames around it.
+    handover where the stitch shows least (`calmest_cut`), and the new window's offset from the old at the cut dies
+    away over `blend` frames (`stitch`).
     """
     out: np.ndarray | None = None
     seams = []
@@ -184,13 +219,8 @@ def join_windows(
             out[start:stop] = motion
         else:
             a, b = plan.handover(k)
-            cut = calmest_cut(known, motion, a - start, b - start, cut_ramp)
-            weight = np.zeros(stop - start)
-            first = cut - cut_ramp // 2
-            weight[:first] = 1.0
-            weight[first : first + cut_ramp] = 1.0 - raised_cosine(cut_ramp)
-            w = weight.reshape((-1,) + (1,) * (motion.ndim - 1))
-            out[start:stop] = w * known + (1.0 - w) * motion
+            cut = calmest_cut(known, motion, a - start, b - start, blend)
+            out[start:stop] = stitch(known, motion, cut, blend)
             seams.append(start + cut)
         if progress is not None:
             progress((k + 1) / len(plan.starts), f"{message} ({k + 1}/{len(plan.starts)})")

@@ -1,7 +1,9 @@
 """Held-out evaluation: generators run on the windows of one split and scored with core.metrics.
 
 Every generator gets the window's official mel (and nothing else: the data layout has no audio) and must return
-(F, 13, 2) motion, which is re-centred exactly as the add-on does before scoring. Per generator:
+(F, 13, 2) motion, which is re-centred exactly as the add-on does before scoring; the learned generators' motion
+is also smoothed as the add-on keys it (networks.smooth_network_output), so the table scores what users get. Per
+generator:
 
   MSE, RDE, SCE   against the recorded motion of the window (VirtualConductor's formulas; lower is better)
   SDP             liveliness: mean SD generated / recorded × 100 (100 is best)
@@ -77,11 +79,11 @@ def procedural_candidate() -> Candidate:
 
 def m2sgan_candidate(checkpoint: Path, label: str | None = None) -> Candidate:
     from ..generators.m2sgan import generate_keypoints
-    from ..generators.networks import open_m2sgan
+    from ..generators.networks import open_m2sgan, smooth_network_output
 
     generator = open_m2sgan(checkpoint)
     return Candidate(label or f"m2sgan ({Path(checkpoint).name})",
-                     lambda mel, n, seed: generate_keypoints(generator, mel, n, seed))
+                     lambda mel, n, seed: smooth_network_output(generate_keypoints(generator, mel, n, seed)))
 
 
 def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: str | None = None) -> Candidate:

@@ -25,7 +25,7 @@ from gm_blender_addon.generators.nets import Generator, M2SNet, MotionTransforme
 from gm_blender_addon.generators.nets.inference import TorchM2SGAN, TorchNetwork
 from gm_blender_addon.generators.networks import encode_music, open_denoiser, to_cm100
 from gm_blender_addon.generators.procedural import conduct
-from gm_blender_addon.generators.windows import WindowPlan, join_windows, seam_report
+from gm_blender_addon.generators.windows import WindowPlan, frame_jumps, join_windows, seam_report, stitch
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "virtualconductor"
 OFFICIAL_GAN = REFERENCE / "M2SGAN_official_pretrained.pt"
@@ -198,21 +198,33 @@ def test_diffusion_any_length_and_seeds(diffusion_checkpoint, seconds):
     _assert_cm100(first.keypoints)
 
 
-def test_window_plan_covers_and_cross_fades():
+def test_window_plan_covers_and_hands_over():
     plan = WindowPlan.cover(2000, 600, overlap=150, margin=15)
     starts = list(plan.starts)
     assert starts[0] == 0 and starts[-1] + 600 == 2000
     assert all(600 - (b - a) >= 150 for a, b in zip(starts, starts[1:]))  # every overlap ≥ 150 frames
     assert all(b - a >= 300 for a, b in zip(starts, starts[1:]))  # only neighbours overlap
-    joined = join_windows(plan, lambda start, stop, known, weight: np.ones((stop - start, 13, 2)), cut_ramp=15)
-    assert np.allclose(joined.motion, 1.0)  # the weights add up to one everywhere
+    joined = join_windows(plan, lambda start, stop, known, weight: np.ones((stop - start, 13, 2)), blend=30)
+    assert np.allclose(joined.motion, 1.0)  # windows that agree are joined unchanged
     assert len(joined.seams) == len(starts) - 1
     assert all(plan.handover(k)[0] <= seam < plan.handover(k)[1] for k, seam in enumerate(joined.seams, start=1))
     assert WindowPlan.cover(200, 600, overlap=150).windows == [(0, 200)]
 
 
-def test_cross_faded_windows_show_no_seam():
-    """Windows that disagree (each its own phase and offset) joined by a hard cut and by the cross-fade."""
+def test_stitch_keeps_position_and_velocity_and_settles_on_the_new_motion():
+    t = np.arange(200)[:, None] / 30.0
+    previous = np.sin(2 * np.pi * 1.3 * t) + 0.4
+    new = np.cos(2 * np.pi * 1.1 * t) - 0.2
+    out = stitch(previous, new, cut=80, blend=30)
+    assert np.array_equal(out[:81], previous[:81])  # the new window takes over from the old one's frame 80
+    assert np.array_equal(out[111:], new[111:])  # the offset has died away after the blend
+    # No kink anywhere: the velocity changes from frame to frame no more than the two motions' own velocities do.
+    natural = max(np.abs(np.diff(previous, 2, axis=0)).max(), np.abs(np.diff(new, 2, axis=0)).max())
+    assert np.abs(np.diff(out, 2, axis=0)).max() <= 1.1 * natural
+
+
+def test_joined_windows_show_no_seam():
+    """Windows that disagree (each its own phase and offset) joined by a hard cut and by offset blending."""
     rng = np.random.default_rng(0)
     plan = WindowPlan.cover(2400, 900, overlap=150, margin=15)
     styles = {start: (rng.uniform(0, 2 * np.pi, 26), rng.normal(0, 0.03, 26)) for start in plan.starts}
@@ -222,7 +234,7 @@ def test_cross_faded_windows_show_no_seam():
         t = np.arange(start, stop)[:, None] / 30.0
         return (0.05 * np.sin(2 * np.pi * 1.7 * t + phase) + offset).reshape(-1, 13, 2)
 
-    joined = join_windows(plan, window, cut_ramp=15)
+    joined = join_windows(plan, window, blend=30)
     seams = joined.seams
     cut = np.zeros_like(joined.motion)
     bounds = [0] + seams + [2400]
@@ -230,6 +242,9 @@ def test_cross_faded_windows_show_no_seam():
         cut[a:b] = window(start, start + 900)[a - start : b - start]
     assert seam_report(cut, seams)["ratio"] > 2.0  # the check sees a seam when there is one
     assert seam_report(joined.motion, seams, radius=3)["ratio"] <= 2.0
+    # Over the whole blend after each seam the joined motion moves no faster than the windows themselves do.
+    for seam in seams:
+        assert frame_jumps(joined.motion[seam - 1 : seam + 32]).max() <= 1.1 * frame_jumps(joined.motion).max()
 
 
 # ---------------------------------------------------------------------------------------------------------------
