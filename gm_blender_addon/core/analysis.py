@@ -223,7 +223,7 @@ def _drop_beats_in_gaps(beats: np.ndarray, silent: np.ndarray, rate: float) -> n
     return beats[keep]
 
 
-def _beat_accents(beats: np.ndarray, spectral: Spectral) -> np.ndarray:
+def beat_accents(beats: np.ndarray, spectral: Spectral) -> np.ndarray:
     """Per-beat evidence of a bar line: harmony change, bass entry and onset strength (z-scored, summed)."""
     frames = np.clip(np.round(beats * spectral.rate).astype(int), 0, spectral.n_frames - 1)
     bounds = np.concatenate([frames, [spectral.n_frames]])
@@ -254,7 +254,7 @@ def estimate_meter(beats: np.ndarray, spectral: Spectral) -> tuple[int, int, int
     if len(beats) < 8:
         return 4, 0, 2
     subdivision = _subdivision(beats, spectral)
-    accents = _beat_accents(beats, spectral)
+    accents = beat_accents(beats, spectral)
     best = (-np.inf, 4, 0)
     for per_bar in (2, 3, 4):
         penalty = COMPOUND_PENALTY[per_bar] if subdivision == 3 else 0.0
