@@ -87,6 +87,24 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _recipe_value(key: str, value, default):
+    """`value` for recipe entry `key` as the type of its default; a command line's true/false are booleans."""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, bool):
+            return value
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, int) and isinstance(value, int):
+        return value
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    raise TrainingError(f"recipe entry {key} must be of type {type(default).__name__} (default {default!r}), not {value!r}")
+
+
 class Trainer:
     """The loop shared by the three models: epochs of batches, logs, validation, checkpoints and resuming."""
 
@@ -98,7 +116,8 @@ class Trainer:
         if unknown:
             raise TrainingError(f"{self.kind} has no recipe entries {sorted(unknown)}; known: {sorted(self.RECIPE)}")
         self.settings = settings
-        self.recipe = {**self.RECIPE, **settings.recipe}
+        self.recipe = {**self.RECIPE, **{key: _recipe_value(key, value, self.RECIPE[key])
+                                         for key, value in settings.recipe.items()}}
         self.progress = progress or (lambda fraction, message: None)
         if settings.device.startswith("cuda") and not torch.cuda.is_available():
             raise TrainingError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")

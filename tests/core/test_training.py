@@ -193,6 +193,18 @@ def test_gan_without_m2snet_says_what_to_do(data_root, tmp_path, monkeypatch, ca
     assert "needs a trained M2S-Net: pass --m2snet PATH" in capsys.readouterr().err
 
 
+def test_recipe_overrides_take_the_type_of_their_default(data_root, tmp_path, capsys):
+    from gm_blender_addon.training.trainers import _recipe_value
+
+    assert _recipe_value("normalise", "false", True) is False and _recipe_value("normalise", "True", True) is True
+    assert _recipe_value("lr", 1, 2e-4) == 1.0 and isinstance(_recipe_value("lr", 1, 2e-4), float)
+    run = ["diffusion", "--data", str(data_root), "--out", str(tmp_path / "x"), *COMMON]
+    assert main([*run, "--set", "normalise=maybe"]) == 1
+    assert "recipe entry normalise must be of type bool (default True), not 'maybe'" in capsys.readouterr().err
+    assert main([*run, "--set", "layers=2.5"]) == 1
+    assert "recipe entry layers must be of type int (default 8), not 2.5" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation and publishing
 # ---------------------------------------------------------------------------------------------------------------
