@@ -183,9 +183,15 @@ def _evaluate(args) -> int:
     print(f"{args.split} split of {args.data}: {results['recorded motion']['windows']} windows of {args.window} s"
           f"{'' if features else ' (no M2S-Net: diversity n/a)'}")
     print(evaluation.format_table(results))
+    sync = evaluation.m2snet_sync_accuracy(m2snet, dataset) if m2snet else None
+    if sync:
+        print(f"M2S-Net ({Path(m2snet).name}) sync accuracy on {args.split}, 0.5 = chance: "
+              + ", ".join(f"{mode.replace('_', '-')} {sync['accuracy_' + mode]:.3f}"
+                          for mode in ("easy", "hard", "super_hard") if f"accuracy_{mode}" in sync))
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "split": args.split, "window_seconds": args.window,
-                                         "m2snet": str(m2snet) if m2snet else None, "results": results}, indent=1))
+                                         "m2snet": str(m2snet) if m2snet else None, "m2snet_sync": sync,
+                                         "results": results}, indent=1))
     return 0
 
 
@@ -223,10 +229,14 @@ def _publish(args) -> int:
     held_out = None
     if args.metrics:
         report = json.loads(args.metrics.read_text())
-        rows = report["results"]
-        row = args.metrics_row or next((label for label in rows if label.startswith(args.kind)), None)
-        held_out = {"split": report["split"], "window_seconds": report["window_seconds"], "row": row,
-                    "scores": rows.get(row), "recorded_motion": rows.get("recorded motion")}
+        if args.kind == "m2snet":
+            held_out = {"split": report["split"], "window_seconds": report["window_seconds"],
+                        "network": report.get("m2snet"), "sync": report.get("m2snet_sync")}
+        else:
+            rows = report["results"]
+            row = args.metrics_row or next((label for label in rows if label.startswith(args.kind)), None)
+            held_out = {"split": report["split"], "window_seconds": report["window_seconds"], "row": row,
+                        "scores": rows.get(row), "recorded_motion": rows.get("recorded motion")}
     entry = write_entry(
         args.kind, target, folder,
         recipe=meta.get("recipe"), epochs=meta.get("epochs"), steps=meta.get("steps"), seed=meta.get("seed"),

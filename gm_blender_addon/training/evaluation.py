@@ -95,6 +95,21 @@ def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: st
                      lambda mel, n, seed: generate_keypoints(denoiser, mel, n, seed, steps, guidance))
 
 
+def m2snet_sync_accuracy(checkpoint: Path, dataset: WindowDataset) -> dict:
+    """How well an M2S-Net tells synchronised music and motion from each kind of negative on `dataset` (0.5 is
+    chance), with the segment length it was trained on (the official 10 s when its file does not say)."""
+    import torch
+
+    from ..generators.nets import load_m2snet
+    from .trainers import M2SNetTrainer, sync_accuracy
+
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    recipe = raw.get("meta", {}).get("recipe", {}) if isinstance(raw, dict) else {}
+    clip_seconds = float(recipe.get("clip_seconds", M2SNetTrainer.RECIPE["clip_seconds"]))
+    return {"clip_seconds": clip_seconds,
+            **sync_accuracy(load_m2snet(checkpoint), dataset, clip_seconds, lambda a: torch.from_numpy(a))}
+
+
 def evaluate(
     dataset: WindowDataset,
     candidates: list[Candidate],

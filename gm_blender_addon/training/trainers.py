@@ -319,6 +319,39 @@ def _sync_scores(model: M2SNet, pairs, tensor) -> tuple[torch.Tensor, torch.Tens
     return probability, torch.tensor([1.0, 0.0, 1.0, 0.0], device=probability.device)
 
 
+def _sync_loss(model: M2SNet, pairs, tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(binary cross-entropy of the clip-mean probabilities, per-frame accuracy) over the four pairings."""
+    probability, target = _sync_scores(model, pairs, tensor)
+    clip_probability = probability.mean(dim=2).clamp(1e-6, 1 - 1e-6)  # official: mean over frames, then BCE
+    loss = sum(F.binary_cross_entropy(clip_probability[k], target[k].expand_as(clip_probability[k])) for k in range(4))
+    correct = ((probability > 0.5).float() == target[:, None, None]).float().mean()
+    return loss, correct
+
+
+@torch.no_grad()
+def sync_accuracy(model: M2SNet, dataset: WindowDataset, clip_seconds: float, tensor) -> dict:
+    """M2S-Net's loss and accuracy against each kind of negative over `dataset`'s windows, with fixed draws:
+    {"loss_easy", "accuracy_easy", …, "accuracy_super_hard"} (0.5 is chance)."""
+    model.eval()
+    result = {}
+    for mode in NEGATIVE_MODES:
+        rng = np.random.default_rng(12345)
+        losses, accuracies = [], []
+        for _, mel, motion in dataset.batches(2, rng, shuffle=False):
+            try:
+                pairs = sync_pairs(mel, motion, mode, clip_seconds, rng)
+            except ValueError:
+                break  # windows too short for this mode
+            loss, accuracy = _sync_loss(model, pairs, tensor)
+            losses.append(loss.item())
+            accuracies.append(accuracy.item())
+        if losses:
+            key = mode.replace("-", "_")
+            result[f"loss_{key}"] = float(np.mean(losses))
+            result[f"accuracy_{key}"] = float(np.mean(accuracies))
+    return result
+
+
 class M2SNetTrainer(Trainer):
     kind = "m2snet"
     RECIPE = {
@@ -336,45 +369,19 @@ class M2SNetTrainer(Trainer):
         self.modules = {"m2snet": self.model}
         self.optimizers = {"adam": torch.optim.Adam(self.model.parameters(), lr=self.recipe["lr"])}
 
-    def _loss(self, pairs) -> tuple[torch.Tensor, torch.Tensor]:
-        probability, target = _sync_scores(self.model, pairs, self._tensor)
-        clip_probability = probability.mean(dim=2).clamp(1e-6, 1 - 1e-6)  # official: mean over frames, then BCE
-        loss = sum(F.binary_cross_entropy(clip_probability[k], target[k].expand_as(clip_probability[k]))
-                   for k in range(4))
-        correct = ((probability > 0.5).float() == target[:, None, None]).float().mean()
-        return loss, correct
-
     def train_step(self, places, mel, motion, epoch, rng, noise) -> dict:
         mode = "easy" if epoch == 0 else self.recipe["negatives"]
         pairs = sync_pairs(mel, motion, mode, self.recipe["clip_seconds"], rng)
         self.model.train()
-        loss, accuracy = self._loss(pairs)
+        loss, accuracy = _sync_loss(self.model, pairs, self._tensor)
         optimizer = self.optimizers["adam"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         return {"loss": loss.item(), "accuracy": accuracy.item(), "mode": NEGATIVE_MODES.index(mode)}
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
-        result = {}
-        for mode in NEGATIVE_MODES:
-            rng = np.random.default_rng(12345)
-            losses, accuracies = [], []
-            for _, mel, motion in self.val_set.batches(2, rng, shuffle=False):
-                try:
-                    pairs = sync_pairs(mel, motion, mode, self.recipe["clip_seconds"], rng)
-                except ValueError:
-                    break  # windows too short for this mode
-                loss, accuracy = self._loss(pairs)
-                losses.append(loss.item())
-                accuracies.append(accuracy.item())
-            if losses:
-                key = mode.replace("-", "_")
-                result[f"loss_{key}"] = float(np.mean(losses))
-                result[f"accuracy_{key}"] = float(np.mean(accuracies))
-        return result
+        return sync_accuracy(self.model, self.val_set, self.recipe["clip_seconds"], self._tensor)
 
     def export(self, path: Path, meta: dict) -> Path:
         return save_checkpoint(self.model, path, "m2snet", **meta)

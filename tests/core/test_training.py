@@ -225,10 +225,18 @@ def test_evaluate_prints_the_table(data_root, m2snet_run, tmp_path, capsys):
         assert row in table
     for column in ("RDE", "SCE", "SDP %", "BC", "Div", "Seed var %"):
         assert column in table
-    scores = json.loads(report.read_text())["results"]
+    assert "M2S-Net (m2snet.pt) sync accuracy on test, 0.5 = chance: hard " in table  # one window: no easy pairs
+    written = json.loads(report.read_text())
+    scores = written["results"]
     assert scores["recorded motion"]["sdp"] == pytest.approx(100.0)
     assert scores["procedural"]["seed_var_pct"] > 10  # the procedural style changes with the seed
     assert np.isfinite(scores["m2sgan (gan.pt)"]["diversity"])
+    assert 0.0 <= written["m2snet_sync"]["accuracy_hard"] <= 1.0
+
+    weights = tmp_path / "weights"
+    assert main(["publish", "m2snet", "--run", str(m2snet_run), "--weights-dir", str(weights),
+                 "--metrics", str(report)]) == 0
+    assert read_manifest(weights)["m2snet"]["held_out_metrics"]["sync"] == written["m2snet_sync"]
 
 
 def test_publish_lists_weights_and_refuses_official_derivatives(m2snet_run, tmp_path):
