@@ -45,7 +45,6 @@ def ddim_sample(
     guidance_scale: float | None = None,
     known: np.ndarray | None = None,
     known_weight: np.ndarray | None = None,
-    known_until: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """DDIM (η = 0) from x_T = `noise` (N, T, F) to x0 (N, T, F), for music features (N, T, 64).
@@ -56,9 +55,9 @@ def ddim_sample(
 
     Guidance mixes uncond + w·(cond − uncond), the unconditional prediction having one frame of silent music (the
     condition dropout of training); None or 1 runs the conditional model only. `known` (N, T, F) with
-    `known_weight` (T,) in [0, 1] pulls each x0 prediction to known·w + x0·(1 − w) at timesteps ≥ `known_until`, so
-    the rest of the clip is sampled to fit around given frames (a long piece's previous window). `progress(i, n)`
-    follows each of the n steps.
+    `known_weight` (T,) in [0, 1] pulls each x0 prediction to known·w + x0·(1 − w), so the rest of the clip is
+    sampled to fit around given frames (a long piece's previous window). `progress(i, n)` follows each of the n
+    steps.
     """
     abar_table = alphas_cumprod()
     schedule = ddim_timesteps(steps)
@@ -73,7 +72,7 @@ def ddim_sample(
         if guidance_scale is not None and guidance_scale != 1.0:
             uncond = _float32(denoiser(x, t, silence))
             x0 = uncond + np.float32(guidance_scale) * (x0 - uncond)
-        if known is not None and step >= known_until:
+        if known is not None:
             x0 = x0 + weight * (_float32(known) - x0)
         abar = float(abar_table[step])
         abar_next = float(abar_table[schedule[i + 1]]) if i + 1 < len(schedule) else 1.0
