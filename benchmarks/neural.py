@@ -32,8 +32,7 @@ from gm_blender_addon.core import metrics  # noqa: E402
 from gm_blender_addon.core.audio import load_audio, official_mel  # noqa: E402
 from gm_blender_addon.generators import diffusion as diffusion_generator  # noqa: E402
 from gm_blender_addon.generators import m2sgan as m2sgan_generator  # noqa: E402
-from gm_blender_addon.generators.networks import (  # noqa: E402
-    ENCODER_CHUNK, open_denoiser, open_m2sgan, smooth_network_output, to_cm100)
+from gm_blender_addon.generators.networks import ENCODER_CHUNK, open_denoiser, open_m2sgan, to_cm100  # noqa: E402
 from gm_blender_addon.generators.windows import frame_jumps, seam_report  # noqa: E402
 from gm_blender_addon.training import evaluation  # noqa: E402
 from gm_blender_addon.training.dataset import WindowDataset, read_split  # noqa: E402
@@ -89,8 +88,7 @@ def speed_and_seams(audio_path: Path) -> dict:
     for label, path in _gan_checkpoints().items():
         generator = open_m2sgan(path)
         mel, mel_seconds = _timed(official_mel, audio)
-        motion, gen_seconds = _timed(lambda: smooth_network_output(
-            m2sgan_generator.generate_keypoints(generator, mel, n_frames, 0)))
+        motion, gen_seconds = _timed(m2sgan_generator.smoothed_keypoints, generator, mel, n_frames, 0)
         print(f"{label}: mel {mel_seconds:.2f} s + generation and smoothing {gen_seconds:.2f} s = "
               f"{mel_seconds + gen_seconds:.2f} s (target <= 4 s)")
         borders = list(range(ENCODER_CHUNK, n_frames, ENCODER_CHUNK))
@@ -126,8 +124,7 @@ def seed_variation(audio_path: Path, seconds: float = 60.0, seeds: int = 4) -> N
     mel = official_mel(audio)[: 3 * n_frames]
     beats = metrics.music_beat_times(mel)
     print(f"\n## Seed variation on the first {seconds:.0f} s, seeds 0-{seeds - 1}")
-    makers = {label: (lambda seed, g=open_m2sgan(path): smooth_network_output(
-        m2sgan_generator.generate_keypoints(g, mel, n_frames, seed)))
+    makers = {label: (lambda seed, g=open_m2sgan(path): m2sgan_generator.smoothed_keypoints(g, mel, n_frames, seed))
               for label, path in _gan_checkpoints().items()}
     if default_checkpoint("diffusion", onnx=True):
         denoiser = open_denoiser(default_checkpoint("diffusion", onnx=True))

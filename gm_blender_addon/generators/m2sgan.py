@@ -10,8 +10,8 @@ extended by mirroring its end and the extra frames are cropped from the motion.
 The official generator is known to ignore its noise (about 0.3 % variation across seeds); the seed changes the
 noise all the same, and weights trained to use it will vary.
 
-`generate_keypoints` returns the network's own output (what the parity tests compare); the add-on smooths it as the
-official renderer did before keying it (networks.smooth_network_output).
+`generate_keypoints` returns the network's own output (what the parity tests compare); `smoothed_keypoints`, what the
+add-on keys and evaluation scores, smooths it as the official renderer did (networks.smooth_network_output).
 """
 
 from __future__ import annotations
@@ -47,19 +47,26 @@ def generate_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progr
     return network.decode(music[None], noise)[0][:n_frames]
 
 
+def smoothed_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
+    """`generate_keypoints`, smoothed as the official renderer smoothed it before showing it."""
+    from .networks import smooth_network_output
+
+    return smooth_network_output(generate_keypoints(network, mel, n_frames, seed, progress))
+
+
 def _generate(request: Request) -> Motion:
     from ..core.audio import official_mel
-    from .networks import open_m2sgan, smooth_network_output, to_cm100
+    from .networks import open_m2sgan, to_cm100
 
     request.report(0.0, "Loading the M2S-GAN weights")
     network = open_m2sgan(request.checkpoint, GENERATOR.label)
     request.report(0.05, "Computing the mel spectrogram")
     mel = official_mel(request.audio)
-    keypoints = generate_keypoints(
+    keypoints = smoothed_keypoints(
         network, mel, request.analysis.n_frames, request.seed,
         progress=lambda fraction, message: request.report(0.15 + 0.8 * fraction, message),
     )
-    keypoints, placement = to_cm100(smooth_network_output(keypoints))
+    keypoints, placement = to_cm100(keypoints)
     request.report(1.0, "Motion ready")
     return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, **placement})
 

@@ -174,19 +174,12 @@ def calmest_cut(previous: np.ndarray, new: np.ndarray, lo: int, hi: int, blend: 
     motions turn, at a gesture's turning point, as motion graphs place their transitions), and the offset dying
     away afterwards, seen as added speed (least where the two agree). The cut minimises the larger of the two.
     """
-    position, velocity = offset_decay(blend)
-    position_speed, velocity_speed = np.diff(position), np.diff(velocity)
     best, best_cost = (lo + hi) // 2, np.inf
     for cut in range(max(lo, 2), min(hi, len(new) - blend - 2)):
-        flat_previous = previous[cut - 2 : cut + 1].reshape(3, -1)
-        flat_new = new[cut - 1 : cut + 3].reshape(4, -1)
-        offset = flat_previous[2] - flat_new[1]
-        velocity_offset = (flat_previous[2] - flat_previous[1]) - (flat_new[1] - flat_new[0])
-        stitched = flat_new[1:] + np.outer(position[:3], offset) + np.outer(velocity[:3], velocity_offset)
-        around = np.concatenate([flat_previous[:2], stitched])
-        switch = np.linalg.norm(np.diff(around, axis=0), axis=1).max()
-        added = np.linalg.norm(np.outer(position_speed, offset) + np.outer(velocity_speed, velocity_offset), axis=1)
-        cost = max(switch, added.max())
+        stitched = stitch(previous, new, cut, blend)
+        switch = frame_jumps(stitched[cut - 2 : cut + 3]).max()
+        added = frame_jumps(stitched[cut : cut + blend + 1] - new[cut : cut + blend + 1]).max()
+        cost = max(switch, added)
         if cost < best_cost:
             best, best_cost = cut, cost
     return best

@@ -78,12 +78,12 @@ def procedural_candidate() -> Candidate:
 
 
 def m2sgan_candidate(checkpoint: Path, label: str | None = None) -> Candidate:
-    from ..generators.m2sgan import generate_keypoints
-    from ..generators.networks import open_m2sgan, smooth_network_output
+    from ..generators.m2sgan import smoothed_keypoints
+    from ..generators.networks import open_m2sgan
 
     generator = open_m2sgan(checkpoint)
     return Candidate(label or f"m2sgan ({Path(checkpoint).name})",
-                     lambda mel, n, seed: smooth_network_output(generate_keypoints(generator, mel, n, seed)))
+                     lambda mel, n, seed: smoothed_keypoints(generator, mel, n, seed))
 
 
 def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: str | None = None) -> Candidate:
@@ -107,7 +107,7 @@ def m2snet_sync_accuracy(checkpoint: Path, dataset: WindowDataset) -> dict:
     recipe = raw.get("meta", {}).get("recipe", {}) if isinstance(raw, dict) else {}
     clip_seconds = float(recipe.get("clip_seconds", M2SNetTrainer.RECIPE["clip_seconds"]))
     return {"clip_seconds": clip_seconds,
-            **sync_accuracy(load_m2snet(checkpoint), dataset, clip_seconds, lambda a: torch.from_numpy(a))}
+            **sync_accuracy(load_m2snet(checkpoint), dataset, clip_seconds, torch.from_numpy)}
 
 
 def evaluate(

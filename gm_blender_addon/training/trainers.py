@@ -88,21 +88,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _recipe_value(key: str, value, default):
-    """`value` for recipe entry `key` as the type of its default; a command line's true/false are booleans."""
-    if isinstance(default, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if isinstance(value, bool):
-            return value
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(default, float) and isinstance(value, (int, float)):
+    """`value` for recipe entry `key` as the type of its default; a command line's true/false are booleans and its
+    whole numbers are floats where the default is one."""
+    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(default, float) and type(value) is int:
         return float(value)
-    elif isinstance(default, int) and isinstance(value, int):
+    if type(value) is type(default):
         return value
-    elif isinstance(default, str) and isinstance(value, str):
-        return value
-    raise TrainingError(f"recipe entry {key} must be of type {type(default).__name__} (default {default!r}), not {value!r}")
+    raise TrainingError(
+        f"recipe entry {key} must be of type {type(default).__name__} (default {default!r}), not {value!r}"
+    )
 
 
 class Trainer:
