@@ -137,8 +137,8 @@ def main() -> None:
             summary[f"{label}/{name}"] = stats
             print(f"{label:10s} {len(subset):3d} {name:8s} {stats['beat_f']:7.3f} {stats['downbeat_f']:10.3f} "
                   f"{100 * stats['meter_ok']:8.0f}% {stats['cpu_s_per_min']:9.2f}")
-    # Long works give many excerpts (a quarter of the test excerpts come from one rag); weighting each work once
-    # shows how much one work sways the means above.
+    # Long works give many excerpts (7 of the 36 test excerpts are one rag, 9 one Corelli movement); weighting each
+    # work once shows how much one work sways the means above.
     works = sorted({r["work"] for r in rows})
     for name in names:
         stats = {key: float(np.mean([np.mean([r[name][key] for r in rows if r["work"] == w]) for w in works]))
