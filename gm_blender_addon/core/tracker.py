@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -241,6 +241,30 @@ def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray, accents: np.ndarr
     return downs, per_bar
 
 
+@dataclass
+class Decoded:
+    """What the decoders read from the network's logits: beat frames (float), the index of each bar's first beat,
+    beats per bar, and the beat's subdivision (3 for compound meters, else 2)."""
+
+    frames: np.ndarray
+    bar_starts: np.ndarray
+    beats_per_bar: int
+    subdivision: int
+
+
+def decode(logits: np.ndarray, fps: float,
+           accents: Callable[[np.ndarray], np.ndarray] | None = None) -> Decoded:
+    """Beats, bars and subdivision from `TCN.logits`. `accents(beat_frames)` gives each decoded beat's accent for
+    the bar decoder (see decode_bars); without it the bars come from the downbeat activation alone."""
+    beat, down, compound = _sigmoid(logits[: len(HEADS)])
+    music = beat > ACTIVE_THRESHOLD
+    frames = decode_beats(beat, fps, tempo_prior(logits[len(HEADS) :], music))
+    bar_starts, per_bar = decode_bars(frames, down, accents(frames) if accents is not None and len(frames) > 1
+                                      else None)
+    subdivision = 3 if (compound[music].mean() if music.any() else 0.0) > 0.5 else 2
+    return Decoded(frames, bar_starts, per_bar, subdivision)
+
+
 class TCNTracker:
     """Beats, downbeats and meter from the project-trained network (see the module docstring)."""
 
@@ -255,15 +279,11 @@ class TCNTracker:
         from .analysis import BeatGrid, beat_accents
 
         logits = _network(self.weights).logits(features(spectral.log_mel))
-        beat, down, compound = _sigmoid(logits[: len(HEADS)])
-        music = beat > ACTIVE_THRESHOLD
-        frames = decode_beats(beat, spectral.rate, tempo_prior(logits[len(HEADS) :], music))
-        beats = frames / spectral.rate
-        bar_starts, per_bar = decode_bars(frames, down, beat_accents(beats, spectral) if len(beats) > 1 else None)
-        subdivision = 3 if (compound[music].mean() if music.any() else 0.0) > 0.5 else 2
+        decoded = decode(logits, spectral.rate, lambda frames: beat_accents(frames / spectral.rate, spectral))
+        beats = decoded.frames / spectral.rate
         tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 0.0
-        return BeatGrid(beats=beats, tempo_bpm=tempo, downbeats=beats[bar_starts], beats_per_bar=per_bar,
-                        subdivision=subdivision)
+        return BeatGrid(beats=beats, tempo_bpm=tempo, downbeats=beats[decoded.bar_starts],
+                        beats_per_bar=decoded.beats_per_bar, subdivision=decoded.subdivision)
 
 
 _NETWORKS: dict[Path, TCN] = {}

@@ -11,8 +11,8 @@ is not, the error says how to convert the file once. Both give objects with the 
              normalise / denormalise between ConductorMotion100 coordinates (…, 26) and the diffusion space;
              num_frames, input_feats
 
-and the helpers here (mel length, chunked music encoding, smoothing and re-centring the result) serve both. Nothing here imports
-torch.
+and the helpers here (mel length, chunked music encoding, smoothing and re-centring the result) serve both. Nothing
+here imports torch.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ the 5 h corpus, then fine-tuned on the 20 h one; see their manifest entry).
 Training runs for a wall-clock budget on one CPU thread, checkpoints every evaluation (``<out>.ckpt.pt``; a rerun
 resumes from it) and keeps the weights that decode best on the validation split.  Augmentation on top of the
 corpus's own (rendered rate, reverb, EQ, noise, level): time stretch of the spectrogram and labels (tempo), a
-shift of a few mel bands (register), and now and then a percussion part on the beats (see `add_percussion`).  The export is an .npz of float32 arrays named as `core.tracker.TCN` expects,
-added to ``weights/manifest.json`` under `core.tracker.MANIFEST_KIND` with its recipe, data and validation scores.
+shift of a few mel bands (register), and now and then a percussion part on the beats (see `add_percussion`).  The
+export is an .npz of float32 arrays named as `core.tracker.TCN` expects, added to ``weights/manifest.json`` under
+`core.tracker.MANIFEST_KIND` with its recipe, data and validation scores.
 """
 
 from __future__ import annotations
@@ -113,11 +114,12 @@ def add_percussion(log_mel: np.ndarray, beat_frames: np.ndarray, downbeat_frames
     power = 10.0 ** (log_mel / 10.0)
     downbeats = set(np.round(downbeat_frames).astype(int).tolist())
     for frame in np.round(beat_frames).astype(int):
-        accent = downbeat_accent if frame in downbeats else 0.0
+        on_downbeat = frame in downbeats
+        accent = downbeat_accent if on_downbeat else 0.0
         for k in range(6):
             if 0 <= frame + k < n:
                 power[:, frame + k] += 10.0 ** ((level + accent + tilt - decay * k) / 10.0)
-                if bass_drum and frame in downbeats:
+                if bass_drum and on_downbeat:
                     power[:10, frame + k] += 10.0 ** ((level + 6.0 - 0.5 * decay * k) / 10.0)
     out = 10.0 * np.log10(power)
     return np.maximum(out - out.max(), -80.0).astype(np.float32)
@@ -227,16 +229,12 @@ def evaluate(network: tr.TCN, excerpts: Sequence[Excerpt], fps: float = ANALYSIS
     """Mean beat F, downbeat F and meter accuracy of the full decoder on whole excerpts."""
     beat_f, down_f, meter_ok = [], [], []
     for ex in excerpts:
-        logits = network.logits(tr.features(ex.log_mel))
-        beat, down, compound = 1 / (1 + np.exp(-logits[: len(tr.HEADS)]))
-        music = beat > tr.ACTIVE_THRESHOLD
-        frames = tr.decode_beats(beat, fps, tr.tempo_prior(logits[len(tr.HEADS):], music))
-        starts, per_bar = tr.decode_bars(frames, down)
-        beats = frames / fps
+        # The corpus keeps no chroma, so the bars are decoded without the beat accents the add-on also reads.
+        decoded = tr.decode(network.logits(tr.features(ex.log_mel)), fps)
+        beats = decoded.frames / fps
         beat_f.append(f_measure(beats, ex.beats))
-        down_f.append(f_measure(beats[starts], ex.downbeats))
-        is_compound = music.any() and compound[music].mean() > 0.5
-        meter_ok.append(per_bar == ex.beats_per_bar and is_compound == ex.compound)
+        down_f.append(f_measure(beats[decoded.bar_starts], ex.downbeats))
+        meter_ok.append(decoded.beats_per_bar == ex.beats_per_bar and (decoded.subdivision == 3) == ex.compound)
     return {"beat_f": float(np.mean(beat_f)), "downbeat_f": float(np.mean(down_f)),
             "meter_accuracy": float(np.mean(meter_ok))}
 
@@ -341,12 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_manifest_entry(corpus: Path, path: Path, result: dict, init: Path | None = None,
                          learning_rate: float = LEARNING_RATE, **extra) -> dict:
-    """List `path` in the weights manifest; it is not made the default tracker (see core.tracker.approved_as_default)."""
+    """List `path` in the weights manifest; it is not made the default tracker (see
+    core.tracker.approved_as_default)."""
     from ..weights import write_entry
 
     training = f"python -m gm_blender_addon.training.tracker_train --corpus {corpus} --out {path}"
     if init is not None:
-        training += f" --init {init} --learning-rate {learning_rate:g}"
+        training += f" --init {init}"
+    if learning_rate != LEARNING_RATE:
+        training += f" --learning-rate {learning_rate:g}"
     corpus_manifest = json.loads((corpus / "corpus.json").read_text())
     splits = corpus_manifest["splits"]
     return write_entry(
