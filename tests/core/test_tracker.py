@@ -139,6 +139,20 @@ def test_bar_decoder_places_the_bar_where_the_accents_are_when_the_network_hears
     np.testing.assert_array_equal(starts, index[1::4])
 
 
+def test_bar_decoder_reads_compound_two_bar_phrases_as_6_8_not_12_8():
+    """A 6/8 whose every other bar line is a little weaker (2-bar phrases): 12/8 in a simple reading, 6/8 once the
+    beats are known to be compound."""
+    frames = np.round(np.arange(1.0, 40.0, 0.6) * FPS)
+    down = np.full(int(41 * FPS), 0.1)
+    position = np.arange(len(frames)) % 4
+    down[frames[position == 0].astype(int)] = 0.6
+    down[frames[position == 2].astype(int)] = 0.3
+    assert tr.decode_bars(frames, down)[1] == 4
+    starts, found = tr.decode_bars(frames, down, compound=True)
+    assert found == 2
+    np.testing.assert_array_equal(starts, np.arange(len(frames))[::2])
+
+
 def test_auto_picks_the_trained_tracker_only_when_installed_and_approved(monkeypatch, tmp_path):
     monkeypatch.setattr(analysis_module, "shipped_weights", lambda: tmp_path / "tracker.npz")
     monkeypatch.setattr(analysis_module, "approved_as_default", lambda: True)
