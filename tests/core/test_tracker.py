@@ -101,6 +101,24 @@ def test_beat_decoder_follows_steady_and_changing_tempi(ibis):
     assert f_measure(found, beats) >= 0.97
 
 
+@pytest.mark.parametrize("favourite_bpm", [60.0, 120.0])
+def test_beat_decoder_lets_the_tempo_head_settle_a_weak_activation_between_the_beats(favourite_bpm):
+    """Beats at 60 BPM (peaks 0.6) with a weaker peak (0.4) halfway between them, as the network gives for running
+    eighth notes: the tempo head's favourite decides between 60 and 120 BPM."""
+    rng = np.random.default_rng(3)
+    beats = np.arange(1.0, 40.0, 1.0)
+    act = np.maximum(0.6 / 0.85 * beat_activation(beats, 41, rng), 0.4 / 0.85 * beat_activation(beats + 0.5, 41, rng))
+    taus = tr.periods(FPS)
+
+    def around(bpm):
+        bump = np.exp(-0.5 * (np.log(taus / (60.0 * FPS / bpm)) / 0.05) ** 2)
+        return bump / bump.sum()
+
+    other = 180.0 - favourite_bpm
+    found = tr.decode_beats(act, FPS, 0.8 * around(favourite_bpm) + 0.2 * around(other)) / FPS
+    assert 60.0 / np.median(np.diff(found)) == pytest.approx(favourite_bpm, rel=0.03)
+
+
 def test_beat_decoder_bridges_a_missing_beat_and_ignores_the_silence_around_the_music():
     beats = np.arange(3.0, 30.0, 0.6)
     act = beat_activation(np.delete(beats, [10, 11]), 34, np.random.default_rng(2), noise=0.0)
