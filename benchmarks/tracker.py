@@ -1,6 +1,6 @@
 """Beat, downbeat and meter tracking on the corpus's held-out test works, and the conductor driven by it.
 
-    .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--limit N] [--json OUT.json]
+    .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--split test|val] [--limit N] [--json OUT.json]
 
 Runs the full analysis (`core.analysis.analyse`) with each tracker on every test excerpt that kept its audio, against
 the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as mir_eval counts it), meter accuracy
@@ -8,6 +8,10 @@ the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as
 when it is installed (never a dependency).  The procedural conductor is driven by each tracker's analysis: its ictus
 F-measure (the right wrist's lowest points) against the true beats, and the correlation of its
 wrist speed with the score's loudness.  Prints tables and asserts nothing.
+
+Constants are never chosen on the test works.  `--split val` runs the same measures on validation works rendered
+with their audio, as the tracker's decoder constants were chosen (95 excerpts: corpus builds with `--keep-audio
+--hours 0.01 --test-hours 0.01` and `--val-hours 0.4 --seed 1`, `--val-hours 1.2 --seed 7`).
 """
 
 from __future__ import annotations
@@ -74,13 +78,16 @@ def madmom_tracker():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
-    parser.add_argument("--limit", type=int, help="only the first N test excerpts")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="val: the validation works, for choosing constants (needs a --keep-audio build)")
+    parser.add_argument("--limit", type=int, help="only the first N excerpts")
     parser.add_argument("--json", type=Path, help="also write every number here")
     args = parser.parse_args()
 
-    excerpts = sorted((args.corpus / "test").glob("*.flac"))[: args.limit]
+    excerpts = sorted((args.corpus / args.split).glob("*.flac"))[: args.limit]
     if not excerpts:
-        sys.exit(f"no test audio under {args.corpus / 'test'}; build the corpus first (training/corpus.py)")
+        sys.exit(f"no {args.split} audio under {args.corpus / args.split}; build the corpus first (training/corpus.py"
+                 + (", with --keep-audio)" if args.split == "val" else ")"))
     trackers = ["tcn", "librosa"] if shipped_weights() is not None else ["librosa"]
     madmom = madmom_tracker()
     for name in trackers:  # imports, JIT compilation and weight loading are paid once, outside the timings
@@ -123,7 +130,8 @@ def main() -> None:
     names = trackers + (["madmom"] if madmom else [])
     groups = [("all", rows)] + [(c, [r for r in rows if r["category"] == c])
                                 for c in ("classical", "chorale", "folk")]
-    print(f"\nHeld-out test works: {len({r['work'] for r in rows})} works, {len(rows)} excerpts, "
+    print(f"\n{'Held-out test' if args.split == 'test' else 'Validation'} works: {len({r['work'] for r in rows})} works, "
+          f"{len(rows)} excerpts, "
           f"{sum(r['minutes'] for r in rows):.1f} min")
     print(f"{'subset':10s} {'n':>3s} {'tracker':8s} {'beat F':>7s} {'downbeat F':>10s} {'meter acc':>9s} "
           f"{'CPU s/min':>9s}")

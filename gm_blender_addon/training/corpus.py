@@ -579,7 +579,8 @@ def build(out: Path, hours: float, val_hours: float, test_hours: float, seed: in
     works = work_pool()
     manifest = {
         "recipe": f"python -m gm_blender_addon.training.corpus --out {out} --hours {hours} "
-                  f"--val-hours {val_hours} --test-hours {test_hours} --seed {seed}",
+                  f"--val-hours {val_hours} --test-hours {test_hours} --seed {seed}"
+                  + (" --keep-audio" if keep_audio else "") + ("" if cm100 else " --no-cm100"),
         "seed": seed, "excluded_corpus_folders": EXCLUDED, "splits": {},
     }
     for split, target in zip(SPLITS, (test_hours, val_hours, hours)):
