@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--split test|val] [--limit N] [--json OUT.json]
 
-Runs the full analysis (`core.analysis.analyse`) with each tracker on every test excerpt that kept its audio, against
-the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as mir_eval counts it), meter accuracy
-(beats per bar and simple/compound both right) and CPU seconds per minute of audio.  madmom is added as a reference
-when it is installed (never a dependency).  The procedural conductor is driven by each tracker's analysis: its ictus
-F-measure (the right wrist's lowest points) against the true beats, and the correlation of its
-wrist speed with the score's loudness.  Prints tables and asserts nothing.
+Runs the full analysis (`core.analysis.analyse`) with each tracker on every excerpt of the split that kept its audio,
+against the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as mir_eval counts it), meter
+accuracy (beats per bar and simple/compound both right) and CPU seconds per minute of audio.  madmom is added as a
+reference when it is installed (never a dependency).  The procedural conductor is driven by each tracker's analysis:
+its ictus F-measure (the right wrist's lowest points) against the true beats, and the correlation of its wrist speed
+with the score's loudness.  Prints tables and asserts nothing.
 
 Constants are never chosen on the test works.  `--split val` runs the same measures on validation works rendered
 with their audio, as the tracker's decoder constants were chosen (95 excerpts: corpus builds with `--keep-audio
@@ -130,8 +130,8 @@ def main() -> None:
     names = trackers + (["madmom"] if madmom else [])
     groups = [("all", rows)] + [(c, [r for r in rows if r["category"] == c])
                                 for c in ("classical", "chorale", "folk")]
-    print(f"\n{'Held-out test' if args.split == 'test' else 'Validation'} works: {len({r['work'] for r in rows})} works, "
-          f"{len(rows)} excerpts, "
+    heading = "Held-out test works" if args.split == "test" else "Validation works"
+    print(f"\n{heading}: {len({r['work'] for r in rows})} works, {len(rows)} excerpts, "
           f"{sum(r['minutes'] for r in rows):.1f} min")
     print(f"{'subset':10s} {'n':>3s} {'tracker':8s} {'beat F':>7s} {'downbeat F':>10s} {'meter acc':>9s} "
           f"{'CPU s/min':>9s}")

@@ -61,8 +61,8 @@ ACCENT_WEIGHT = 1.0
 # Log-odds each compound bar of 3 or 4 beats (9/8, 12/8) pays against 6/8 (the bar decoder's counterpart of
 # analysis.COMPOUND_PENALTY): 6/8 is far more common, and its 2-bar phrases look like 12/8 bars to the network and
 # to the accents alike.  Chosen on 95 excerpts rendered afresh from the validation works, where 6/8 was mostly read as
-# 12/8 (meter accuracy at costs 0 / 0.5, 1 / 1, 2 / 2, 3 / 4, 6 for 3 / 4 beats: 64, 67, 69.5, 69.5, 69.5 %; with
-# the true beats 64, 73, 74, 74, 74 %): the smallest cost on the plateau, since 9/8 and 12/8 do occur.
+# 12/8: meter accuracy with costs (3 beats, 4 beats) of (0, 0), (0.5, 1), (1, 2), (2, 3), (4, 6) was 64, 67, 69.5,
+# 69.5, 69.5 % (with the true beats 64, 73, 74, 74, 74 %).  The smallest cost on the plateau, as 9/8 and 12/8 occur.
 COMPOUND_BAR_COST = {3: 1.0, 4: 2.0}
 # The music is in a compound meter where the compound head's mean over the music exceeds this.  The head is shy:
 # on 95 fresh renders of the validation works, 12 of the 22 in 6/8 averaged below 0.5 (5 below 0.3), while 69 of
