@@ -137,23 +137,24 @@ def main() -> None:
           f"{'CPU s/min':>9s}")
     summary = {}
     keys = ("beat_f", "downbeat_f", "meter_ok", "cpu_s_per_min")
+
+    def report(label: str, n: int, name: str, stats: dict) -> None:
+        summary[f"{label}/{name}"] = stats
+        print(f"{label:10s} {n:3d} {name:8s} {stats['beat_f']:7.3f} {stats['downbeat_f']:10.3f} "
+              f"{100 * stats['meter_ok']:8.0f}% {stats['cpu_s_per_min']:9.2f}")
+
     for label, subset in groups:
         if not subset:
             continue
         for name in names:
-            stats = {key: float(np.mean([r[name][key] for r in subset])) for key in keys}
-            summary[f"{label}/{name}"] = stats
-            print(f"{label:10s} {len(subset):3d} {name:8s} {stats['beat_f']:7.3f} {stats['downbeat_f']:10.3f} "
-                  f"{100 * stats['meter_ok']:8.0f}% {stats['cpu_s_per_min']:9.2f}")
+            report(label, len(subset), name, {key: float(np.mean([r[name][key] for r in subset])) for key in keys})
     # Long works give many excerpts (7 of the 36 test excerpts are one rag, 9 one Corelli movement); weighting each
     # work once shows how much one work sways the means above.
     works = sorted({r["work"] for r in rows})
     for name in names:
-        stats = {key: float(np.mean([np.mean([r[name][key] for r in rows if r["work"] == w]) for w in works]))
-                 for key in keys}
-        summary[f"per work/{name}"] = stats
-        print(f"{'per work':10s} {len(works):3d} {name:8s} {stats['beat_f']:7.3f} {stats['downbeat_f']:10.3f} "
-              f"{100 * stats['meter_ok']:8.0f}% {stats['cpu_s_per_min']:9.2f}")
+        report("per work", len(works), name,
+               {key: float(np.mean([np.mean([r[name][key] for r in rows if r["work"] == w]) for w in works]))
+                for key in keys})
     conductor = {}
     for name in trackers:
         conductor[name] = {k: float(np.nanmean([r[name][k] for r in rows]))

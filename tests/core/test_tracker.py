@@ -16,10 +16,10 @@ from helpers import click_music
 FPS = analysis_module.ANALYSIS_RATE
 
 
-def beat_activation(beats, seconds, rng, noise=0.05):
+def beat_activation(beats, seconds, rng, noise=0.05, peak=0.85):
     t = np.arange(int(seconds * FPS)) / FPS
     peaks = np.exp(-0.5 * ((t[:, None] - np.asarray(beats)[None, :]) / 0.025) ** 2).max(axis=1)
-    return np.clip(0.85 * peaks + noise * rng.random(len(t)), 0, 1)
+    return np.clip(peak * peaks + noise * rng.random(len(t)), 0, 1)
 
 
 def test_numpy_network_matches_the_torch_network_it_was_exported_from(tmp_path):
@@ -107,7 +107,7 @@ def test_beat_decoder_lets_the_tempo_head_settle_a_weak_activation_between_the_b
     eighth notes: the tempo head's favourite decides between 60 and 120 BPM."""
     rng = np.random.default_rng(3)
     beats = np.arange(1.0, 40.0, 1.0)
-    act = np.maximum(0.6 / 0.85 * beat_activation(beats, 41, rng), 0.4 / 0.85 * beat_activation(beats + 0.5, 41, rng))
+    act = np.maximum(beat_activation(beats, 41, rng, peak=0.6), beat_activation(beats + 0.5, 41, rng, peak=0.4))
     taus = tr.periods(FPS)
 
     def around(bpm):
