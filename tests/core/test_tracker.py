@@ -127,6 +127,31 @@ def test_beat_decoder_bridges_a_missing_beat_and_ignores_the_silence_around_the_
     assert found.min() > 2.8 and found.max() < 30.2
 
 
+def test_beats_stop_where_the_sound_dies_away_but_go_on_through_a_held_chord():
+    """Weak peaks on the pulse before the music and after its last strong beat: those in the quiet lead-in and in the
+    reverb after the sound has fallen are dropped, those while a held chord still sounds are kept."""
+    rng = np.random.default_rng(4)
+    strong, weak = np.arange(3.0, 20.0, 0.5), np.r_[np.arange(1.5, 3.0, 0.5), np.arange(20.0, 24.0, 0.5)]
+    beat = np.maximum(beat_activation(strong, 26, rng, noise=0.02), beat_activation(weak, 26, rng, peak=0.25, noise=0.0))
+    t = np.arange(len(beat)) / FPS
+    level_db = np.where((t > 2.75) & (t < 21.25), -6.0, -30.0)  # the chord rings until 21.25 s
+    logits = np.zeros((len(tr.HEADS) + len(tr.periods(FPS)), len(beat)), np.float32)
+    logits[0] = np.log(beat + 1e-6) - np.log(1 - beat + 1e-6)
+    logits[1:3] = -4.0
+    everything = tr.decode(logits, FPS).frames / FPS
+    assert everything.min() < 2.1 and everything.max() > 23.4  # what the pulse alone gives
+    found = tr.decode(logits, FPS, level_db=level_db).frames / FPS
+    assert f_measure(found, np.r_[strong, 20.0, 20.5, 21.0]) >= 0.97
+    assert found.min() > 2.9 and 20.9 < found.max() < 21.1
+
+
+def test_sub_frame_refinement_stays_within_half_a_frame_of_the_window_peak():
+    """The window (frames 3-7 around frame 5) peaks at its edge while the activation still rises beyond it: the
+    parabola through frames 6-8 has its vertex frames away, but the beat may only move half a frame past frame 7."""
+    act = np.array([0.0, 0.0, 0.0, 0.1, 0.2, 0.1, 0.0, 0.5, 0.9, 1.0, 1.0, 1.0])
+    assert 7.0 <= tr._refine(act, np.array([5.0]))[0] <= 7.5
+
+
 @pytest.mark.parametrize("per_bar, phase", [(2, 1), (3, 0), (4, 2)])
 def test_bar_decoder_finds_meter_and_phase(per_bar, phase):
     rng = np.random.default_rng(per_bar)
