@@ -5,9 +5,10 @@ rectified frame-to-frame rise) and gives per-frame probabilities of a beat, a do
 meter, and a distribution over the beat period.  Decoding enforces what a performer does: the beat is steady but may
 bend (an HMM over beat period and phase in which the period may change a little at each beat, drawn towards the
 periods the tempo head favours; weak beats where the sound has not yet begun or has died away are dropped), and
-beats group into bars of 2, 3 or 4 (an HMM over meter and position in the bar on the decoded beats, reading the network's downbeat activation together with the harmony, bass and onset accents
-of each beat).  Inference needs numpy only; the weights are an .npz trained by `training/tracker_train.py`
-on the score corpus (`training/corpus.py`) and listed in `weights/manifest.json` under MANIFEST_KIND.
+beats group into bars of 2, 3 or 4 (an HMM over meter and position in the bar on the decoded beats, reading the
+network's downbeat activation together with the harmony, bass and onset accents of each beat).  Inference needs numpy
+only; the weights are an .npz trained by `training/tracker_train.py` on the score corpus (`training/corpus.py`) and
+listed in `weights/manifest.json` under MANIFEST_KIND.
 """
 
 from __future__ import annotations

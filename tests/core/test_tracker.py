@@ -132,7 +132,8 @@ def test_beats_stop_where_the_sound_dies_away_but_go_on_through_a_held_chord():
     reverb after the sound has fallen are dropped, those while a held chord still sounds are kept."""
     rng = np.random.default_rng(4)
     strong, weak = np.arange(3.0, 20.0, 0.5), np.r_[np.arange(1.5, 3.0, 0.5), np.arange(20.0, 24.0, 0.5)]
-    beat = np.maximum(beat_activation(strong, 26, rng, noise=0.02), beat_activation(weak, 26, rng, peak=0.25, noise=0.0))
+    beat = np.maximum(beat_activation(strong, 26, rng, noise=0.02),
+                      beat_activation(weak, 26, rng, peak=0.25, noise=0.0))
     t = np.arange(len(beat)) / FPS
     level_db = np.where((t > 2.75) & (t < 21.25), -6.0, -30.0)  # the chord rings until 21.25 s
     logits = np.zeros((len(tr.HEADS) + len(tr.periods(FPS)), len(beat)), np.float32)
