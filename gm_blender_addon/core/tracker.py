@@ -241,9 +241,7 @@ def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray, accents: np.ndarr
     """
     if len(beat_frames) == 0:
         return np.zeros(0, int), 4
-    idx = np.clip(np.round(beat_frames).astype(int), 0, len(downbeat) - 1)
-    d = np.array([downbeat[max(0, i - 2) : i + 3].max() for i in idx])
-    d = np.clip(d, 1e-4, 1 - 1e-4)
+    d = np.clip(_max_near(downbeat, beat_frames), 1e-4, 1 - 1e-4)
     states = [(m, k) for m in METERS for k in range(m)]
     n = len(states)
     trans = np.full((n, n), -np.inf)
@@ -278,14 +276,21 @@ def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray, accents: np.ndarr
     return downs, per_bar
 
 
+def _max_near(series: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The maximum of `series` within ±2 frames of each of `frames`: a decoded beat may sit a frame or two off the
+    peak of what marks it."""
+    at = np.clip(np.round(frames).astype(int), 0, len(series) - 1)
+    return np.array([series[max(0, i - 2) : i + 3].max() for i in at])
+
+
 def _within_the_sound(frames: np.ndarray, beat: np.ndarray, level_db: np.ndarray) -> np.ndarray:
     """`frames` less the weak beats before the first strong one and after the last strong one where the sound is
     EDGE_DROP_DB below its level at that strong beat (and all beyond them)."""
     if len(frames) < 3:
         return frames
-    at = np.clip(np.round(frames).astype(int), 0, len(beat) - 1)
-    level = np.array([level_db[max(0, i - 2) : i + 3].max() for i in at])
-    strong = np.flatnonzero(beat[at] >= EDGE_SHARE * np.median(beat[at]))
+    peaks = beat[np.clip(np.round(frames).astype(int), 0, len(beat) - 1)]
+    level = _max_near(level_db, frames)
+    strong = np.flatnonzero(peaks >= EDGE_SHARE * np.median(peaks))
     first, last = strong[0], strong[-1]
     start = first
     while start > 0 and level[start - 1] >= level[first] - EDGE_DROP_DB:
