@@ -13,7 +13,7 @@ import numpy as np
 
 from .audio import N_FFT, SAMPLE_RATE, Audio, filterbank_power, mel_basis
 from .motion import FPS
-from .tracker import TCNTracker, approved_as_default, shipped_weights
+from .tracker import TCNTracker, approved_as_default, max_near, shipped_weights
 
 ANALYSIS_HOP = 512
 ANALYSIS_RATE = SAMPLE_RATE / ANALYSIS_HOP
@@ -234,13 +234,11 @@ def beat_accents(beats: np.ndarray, spectral: Spectral) -> np.ndarray:
     change = np.concatenate([[0.0], 1.0 - np.sum(unit[:, 1:] * unit[:, :-1], axis=0)])
     window = max(1, int(0.05 * spectral.rate))
 
-    def peak_near(series):
-        return np.array([series[max(0, f - window) : f + window + 1].max() for f in frames])
-
     def z(x):
         return (x - x.mean()) / (x.std() + 1e-9)
 
-    return z(change) + 0.5 * z(peak_near(spectral.bass_onset)) + 0.5 * z(peak_near(spectral.onset))
+    return (z(change) + 0.5 * z(max_near(spectral.bass_onset, frames, window))
+            + 0.5 * z(max_near(spectral.onset, frames, window)))
 
 
 # Penalty, in accent standard deviations, against compound bars of 3 or 4 beats (9/8, 12/8): far rarer than 6/8 in

@@ -241,7 +241,7 @@ def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray, accents: np.ndarr
     """
     if len(beat_frames) == 0:
         return np.zeros(0, int), 4
-    d = np.clip(_max_near(downbeat, beat_frames), 1e-4, 1 - 1e-4)
+    d = np.clip(max_near(downbeat, beat_frames), 1e-4, 1 - 1e-4)
     states = [(m, k) for m in METERS for k in range(m)]
     n = len(states)
     trans = np.full((n, n), -np.inf)
@@ -276,11 +276,11 @@ def decode_bars(beat_frames: np.ndarray, downbeat: np.ndarray, accents: np.ndarr
     return downs, per_bar
 
 
-def _max_near(series: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """The maximum of `series` within ±2 frames of each of `frames`: a decoded beat may sit a frame or two off the
-    peak of what marks it."""
+def max_near(series: np.ndarray, frames: np.ndarray, half_width: int = 2) -> np.ndarray:
+    """The maximum of `series` within ±`half_width` frames of each of `frames`: a decoded beat may sit a frame or two
+    off the peak of what marks it."""
     at = np.clip(np.round(frames).astype(int), 0, len(series) - 1)
-    return np.array([series[max(0, i - 2) : i + 3].max() for i in at])
+    return np.array([series[max(0, i - half_width) : i + half_width + 1].max() for i in at])
 
 
 def _within_the_sound(frames: np.ndarray, beat: np.ndarray, level_db: np.ndarray) -> np.ndarray:
@@ -289,7 +289,7 @@ def _within_the_sound(frames: np.ndarray, beat: np.ndarray, level_db: np.ndarray
     if len(frames) < 3:
         return frames
     peaks = beat[np.clip(np.round(frames).astype(int), 0, len(beat) - 1)]
-    level = _max_near(level_db, frames)
+    level = max_near(level_db, frames)
     strong = np.flatnonzero(peaks >= EDGE_SHARE * np.median(peaks))
     first, last = strong[0], strong[-1]
     start = first
