@@ -288,7 +288,7 @@ def _within_the_sound(frames: np.ndarray, beat: np.ndarray, level_db: np.ndarray
     EDGE_DROP_DB below its level at that strong beat (and all beyond them)."""
     if len(frames) < 3:
         return frames
-    peaks = beat[np.clip(np.round(frames).astype(int), 0, len(beat) - 1)]
+    peaks = max_near(beat, frames, half_width=0)
     level = max_near(level_db, frames)
     strong = np.flatnonzero(peaks >= EDGE_SHARE * np.median(peaks))
     first, last = strong[0], strong[-1]
