@@ -18,7 +18,7 @@ from ..core.retarget import RigMap
 from ..weights import WeightsError
 from . import rig_maps, rigs
 from .preferences import checkpoint_for
-from .properties import generator_options
+from .properties import chosen_meter, generator_options
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -36,13 +36,14 @@ class GenerateRequest:
     checkpoint: Path | None
     options: dict
     smoothing: float
+    meter: str | None = None  # None: detected
 
     def perform(self, progress):
         from .. import pipeline
 
         return pipeline.perform(
             self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint, options=self.options,
-            progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
+            meter=self.meter, progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
         )
 
 
@@ -116,6 +117,7 @@ class GM_OT_generate(bpy.types.Operator):
             checkpoint=checkpoint,
             options=generator_options(settings),
             smoothing=settings.smoothing,
+            meter=chosen_meter(settings),
         )
 
     def execute(self, context):

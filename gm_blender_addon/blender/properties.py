@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..core.analysis import METER_ALIASES, METER_NAMES
 from ..generators import registry
 
 _generator_items: list[tuple[str, str, str]] = []
@@ -42,6 +43,17 @@ def _set_smoothing(self, value: float) -> None:
     self["smoothing"] = value
 
 
+def _meter_items() -> list[tuple[str, str, str, int]]:
+    # Explicit numbers keep a saved choice if the list grows.
+    items = [("AUTO", "Detect", "Find the meter in the music", 0)]
+    for number, (name, (per_bar, subdivision)) in enumerate(METER_NAMES.items(), start=1):
+        aliases = [alias for alias, meaning in METER_ALIASES.items() if meaning == name]
+        division = "three" if subdivision == 3 else "two"
+        description = f"{per_bar} beats to the bar, each divided in {division}"
+        items.append((name, name, description + (f" (also {', '.join(aliases)})" if aliases else ""), number))
+    return items
+
+
 def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
@@ -67,6 +79,11 @@ GM_GeneratorOptions = type(
 )
 
 
+def chosen_meter(settings) -> str | None:
+    """The meter the user chose, or None to detect it."""
+    return None if settings.meter == "AUTO" else settings.meter
+
+
 def generator_options(settings) -> dict:
     """The chosen generator's options as the registry takes them."""
     spec = registry.get(settings.generator)
@@ -85,6 +102,10 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
         "uses the add-on's own weights", subtype="FILE_PATH"
     )
     options: bpy.props.PointerProperty(type=GM_GeneratorOptions)
+    meter: bpy.props.EnumProperty(
+        name="Meter", items=_meter_items(), default="AUTO",
+        description="The music's meter: Detect finds it; choose one when the detected bars are wrong",
+    )
     seed: bpy.props.IntProperty(name="Seed", description="Different seeds give different performances", min=0)
     smoothing: bpy.props.FloatProperty(
         name="Smoothing", description="How much to smooth the motion before keying", min=0.0, max=1.0,

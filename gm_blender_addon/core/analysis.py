@@ -28,7 +28,23 @@ Progress = Callable[[float, str], None]
 
 
 class AnalysisError(ValueError):
-    """Music in which no usable beat could be found."""
+    """Music in which no usable beat could be found, or a meter the conductor cannot beat."""
+
+
+# Meters a user may give when the detected one is wrong, as (beats per bar, subdivision of the beat).  The conductor
+# beats 2, 3 or 4 to the bar, so 2/2 and 3/2 are conducted (and reported) as 2/4 and 3/4.
+METER_NAMES = {"2/4": (2, 2), "3/4": (3, 2), "4/4": (4, 2), "6/8": (2, 3), "9/8": (3, 3), "12/8": (4, 3)}
+METER_ALIASES = {"2/2": "2/4", "3/2": "3/4"}
+
+
+def parse_meter(name: str) -> tuple[int, int]:
+    """(beats per bar, subdivision) of a meter named like "3/4" or "6/8"."""
+    name = name.strip().replace(" ", "")
+    meter = METER_NAMES.get(METER_ALIASES.get(name, name))
+    if meter is None:
+        raise AnalysisError(f"Unsupported meter {name!r}: use one of {', '.join([*METER_NAMES, *METER_ALIASES])} "
+                            "(the conductor beats 2, 3 or 4 to the bar; for other meters pick the nearest grouping).")
+    return meter
 
 
 @dataclass
@@ -60,7 +76,8 @@ class BeatGrid:
 class BeatTracker(Protocol):
     name: str
 
-    def track(self, audio: Audio, spectral: Spectral) -> BeatGrid: ...
+    # `meter`: (beats per bar, subdivision) when the user has said what it is.
+    def track(self, audio: Audio, spectral: Spectral, meter: tuple[int, int] | None = None) -> BeatGrid: ...
 
 
 @dataclass
@@ -137,7 +154,7 @@ class LibrosaTracker:
 
     name = "librosa"
 
-    def track(self, audio: Audio, spectral: Spectral) -> BeatGrid:
+    def track(self, audio: Audio, spectral: Spectral, meter: tuple[int, int] | None = None) -> BeatGrid:
         import librosa
         from scipy.ndimage import median_filter
 
@@ -247,14 +264,16 @@ def beat_accents(beats: np.ndarray, spectral: Spectral) -> np.ndarray:
 COMPOUND_PENALTY = {2: 0.0, 3: 0.4, 4: 0.7}
 
 
-def estimate_meter(beats: np.ndarray, spectral: Spectral) -> tuple[int, int, int]:
-    """(beats_per_bar, index of the first downbeat, subdivision) from the accents of the tracked beats."""
+def estimate_meter(beats: np.ndarray, spectral: Spectral,
+                   meter: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """(beats_per_bar, index of the first downbeat, subdivision) from the accents of the tracked beats; with a given
+    `meter` (beats per bar, subdivision) only the first downbeat."""
     if len(beats) < 8:
-        return 4, 0, 2
-    subdivision = _subdivision(beats, spectral)
+        return (4, 0, 2) if meter is None else (meter[0], 0, meter[1])
+    subdivision = _subdivision(beats, spectral) if meter is None else meter[1]
     accents = beat_accents(beats, spectral)
     best = (-np.inf, 4, 0)
-    for per_bar in (2, 3, 4):
+    for per_bar in (2, 3, 4) if meter is None else (meter[0],):
         penalty = COMPOUND_PENALTY[per_bar] if subdivision == 3 else 0.0
         for phase in range(per_bar):
             on = np.arange(len(beats)) % per_bar == phase
@@ -295,16 +314,19 @@ def _held_mask(onset: np.ndarray, silent: np.ndarray, tempo: np.ndarray) -> np.n
     return held & ~maximum_filter1d(active, 3)
 
 
-def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None) -> MusicAnalysis:
-    """Beats, meter, tempo and dynamics of `audio` at 30 fps."""
+def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None,
+            meter: str | None = None) -> MusicAnalysis:
+    """Beats, meter, tempo and dynamics of `audio` at 30 fps.  A `meter` ("3/4", see METER_NAMES) replaces the
+    detected one: the bar lines are then placed to fit it."""
     report = progress or (lambda fraction, message: None)
+    given = parse_meter(meter) if meter else None
     tracker = resolve_tracker(tracker)
     if tracker not in TRACKERS:
         raise ValueError(f"unknown beat tracker {tracker!r}; available: {', '.join(TRACKERS)}")
     report(0.0, "Analysing the spectrum")
     spectral = compute_spectral(audio)
     report(0.4, "Tracking beats")
-    grid = TRACKERS[tracker]().track(audio, spectral)
+    grid = TRACKERS[tracker]().track(audio, spectral, given)
     silent_fine = _silence_mask(spectral.level_db, spectral.rate)
     beats = _drop_beats_in_gaps(grid.beats, silent_fine, spectral.rate)
     if len(beats) < 2:
@@ -314,7 +336,7 @@ def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | N
         )
     report(0.8, "Estimating meter and dynamics")
     if grid.downbeats is None:
-        per_bar, phase, subdivision = estimate_meter(beats, spectral)
+        per_bar, phase, subdivision = estimate_meter(beats, spectral, given)
         downbeats = beats[phase::per_bar]
     else:
         per_bar, subdivision = grid.beats_per_bar, grid.subdivision

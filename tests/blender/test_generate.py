@@ -81,6 +81,15 @@ def test_evaluated_wrists_reach_the_lifted_targets(empty_scene, music_file):
     assert max(errors) < 1e-4
 
 
+def test_a_meter_chosen_in_the_panel_replaces_the_detected_one(empty_scene, music_file):
+    """The music is in 3/4; told 6/8, the conductor beats two to the bar and the markers follow."""
+    assert _generate(empty_scene, music_file, meter="6/8") == {"FINISHED"}
+    assert "bars of 6/8" in empty_scene.gm_conductor.last_result
+    markers = sorted(empty_scene.timeline_markers, key=lambda m: m.frame)
+    after_first_bar = [m.name for m in markers if m.frame > next(m for m in markers if m.name == "Bar 1").frame]
+    assert after_first_bar[:3] == ["1.2", "Bar 2", "2.2"]
+
+
 def test_generate_again_replaces_instead_of_piling_up(empty_scene, music_file):
     assert _generate(empty_scene, music_file) == {"FINISHED"}
     first = _scene_state(empty_scene)

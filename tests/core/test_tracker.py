@@ -183,6 +183,45 @@ def test_bar_decoder_places_the_bar_where_the_accents_are_when_the_network_hears
     np.testing.assert_array_equal(starts, index[1::4])
 
 
+def test_a_given_meter_leaves_the_bar_decoder_only_the_bar_lines_to_find():
+    """The half-bar confusion above, without accents, read as 2 beats to the bar; told it is 4, the decoder puts the
+    bar lines on the stronger of the two half-bar candidates."""
+    frames = np.round(np.arange(1.0, 40.0, 0.5) * FPS)
+    down = np.full(int(41 * FPS), 0.1)
+    index = np.arange(len(frames))
+    position = (index - 1) % 4
+    down[frames[position == 0].astype(int)] = 0.6
+    down[frames[position == 2].astype(int)] = 0.45
+    assert tr.decode_bars(frames, down)[1] == 2
+    starts, found = tr.decode_bars(frames, down, meters=(4,))
+    assert found == 4
+    np.testing.assert_array_equal(starts, index[1::4])
+
+
+@pytest.mark.parametrize("tracker", ["tcn", "librosa"])
+@pytest.mark.parametrize("meter, per_bar, subdivision", [("2/4", 2, 2), ("6/8", 2, 3), ("2/2", 2, 2)])
+def test_a_given_meter_replaces_the_detected_one(tmp_path, tracker, meter, per_bar, subdivision):
+    """A 4/4 click track told it is in 2: bars of two beats whose lines include every real bar line."""
+    if tracker == "tcn" and tr.shipped_weights() is None:
+        pytest.skip("no tracker weights installed")
+    from gm_blender_addon.core.audio import load_audio
+
+    soundfile.write(str(tmp_path / "march.wav"), click_music(16.0, 120.0, 4), 22050)
+    audio = load_audio(tmp_path / "march.wav")
+    detected = analysis_module.analyse(audio, tracker=tracker)
+    told = analysis_module.analyse(audio, tracker=tracker, meter=meter)
+    assert detected.beats_per_bar == 4
+    assert (told.beats_per_bar, told.subdivision) == (per_bar, subdivision)
+    np.testing.assert_array_equal(told.beats, detected.beats)
+    assert np.diff(np.searchsorted(told.beats, told.downbeats)).tolist() == [2] * (len(told.downbeats) - 1)
+    assert f_measure(told.downbeats, detected.downbeats) > 0.6  # recall 1 of the real bar lines, precision 1/2
+
+
+def test_an_unsupported_meter_is_refused_with_the_choices():
+    with pytest.raises(analysis_module.AnalysisError, match=r"5/4.*2/4, 3/4, 4/4, 6/8, 9/8, 12/8"):
+        analysis_module.parse_meter("5/4")
+
+
 def test_bar_decoder_reads_compound_two_bar_phrases_as_6_8_not_12_8():
     """A 6/8 whose every other bar line is a little weaker (2-bar phrases): 12/8 in a simple reading, 6/8 once the
     beats are known to be compound."""
@@ -244,6 +283,17 @@ def test_analyze_command_writes_beats_downbeats_meter_and_tempo(tmp_path):
     assert {"beats", "downbeats", "beats_per_bar", "tempo"} <= set(result)
     assert result["beats_per_bar"] == 4 and result["tempo"] == pytest.approx(120, rel=0.04)
     assert set(result["downbeats"]) <= set(result["beats"])
+
+
+def test_analyze_command_takes_a_given_meter(tmp_path, capsys):
+    audio = tmp_path / "march.wav"
+    soundfile.write(str(audio), click_music(12.0, 120.0, 4), 22050)
+    assert cli.main(["analyze", str(audio), "--tracker", "librosa", "--meter", "2/2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["beats_per_bar"] == 2 and result["meter"] == "2/4"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["analyze", str(audio), "--meter", "5/4"])
+    assert exit_info.value.code == 2 and "5/4" in capsys.readouterr().err
 
 
 def test_analyze_command_reports_bad_input_and_bad_tracker(tmp_path, capsys):
