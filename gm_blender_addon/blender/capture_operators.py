@@ -22,7 +22,7 @@ from pathlib import Path
 import bpy
 
 from .. import resources
-from ..core.analysis import AnalysisError
+from ..core.analysis import AnalysisError, MusicHints
 from ..core.audio import AudioError
 from ..core.capture import VIDEO_SUFFIXES, CaptureError, capture
 from ..core.compare import CompareError, CompareOutputs, write_comparison
@@ -30,7 +30,7 @@ from ..core.motion import Motion, MotionFileError
 from ..core.retarget import RigMapError
 from ..generators.registry import GeneratorError
 from .performer import PERFORMER, PerformerError
-from .properties import chosen_meter
+from .properties import music_hints
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -347,7 +347,7 @@ class ComparisonJob:
     music: Path | None = None
     generator: str = "procedural"
     seed: int = 0
-    meter: str | None = None
+    hints: MusicHints = MusicHints()
     checkpoint: str | None = None
     m2snet: str | None = None
     motiongram_seconds: float = 10.0
@@ -360,11 +360,11 @@ class ComparisonJob:
 
         if self.generated is not None:
             audio = self.music or (Path(self.captured.meta["audio"]) if self.captured.meta.get("audio") else None)
-            generated, analysis = self.generated, analyse(load_audio(audio)) if audio else None
+            generated, analysis = self.generated, analyse(load_audio(audio), hints=self.hints) if audio else None
         elif self.music is not None:
             progress(0.0, "Generating the conductor again")
             performance = pipeline.perform(self.music, self.generator, seed=self.seed, checkpoint=self.checkpoint,
-                                           meter=self.meter)
+                                           hints=self.hints)
             generated, analysis = performance.motion, performance.analysis
         else:
             raise CompareError("Load the conductor's music (or choose generated keypoints) to compare against.")
@@ -397,7 +397,7 @@ class GM_OT_compare_performer(bpy.types.Operator):
             output_dir=Path(bpy.path.abspath(settings.output_dir)),
             generated=Motion.load(bpy.path.abspath(settings.generated_keypoints)) if settings.generated_keypoints else None,
             music=Path(bpy.path.abspath(conductor.audio_path)) if conductor.audio_path else None,
-            generator=conductor.generator, seed=conductor.seed, meter=chosen_meter(conductor),
+            generator=conductor.generator, seed=conductor.seed, hints=music_hints(conductor),
             checkpoint=bpy.path.abspath(conductor.checkpoint) if conductor.checkpoint else None,
             m2snet=bpy.path.abspath(settings.m2snet) if settings.m2snet else None,
             motiongram_seconds=settings.motiongram_seconds,

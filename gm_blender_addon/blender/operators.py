@@ -14,11 +14,12 @@ import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..cli import INPUT_ERRORS
+from ..core.analysis import MusicHints
 from ..core.retarget import RigMap
 from ..weights import WeightsError
 from . import rig_maps, rigs
 from .preferences import checkpoint_for
-from .properties import chosen_meter, generator_options
+from .properties import generator_options, music_hints
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -36,14 +37,14 @@ class GenerateRequest:
     checkpoint: Path | None
     options: dict
     smoothing: float
-    meter: str | None = None  # None: detected
+    hints: MusicHints = MusicHints()
 
     def perform(self, progress):
         from .. import pipeline
 
         return pipeline.perform(
             self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint, options=self.options,
-            meter=self.meter, progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
+            hints=self.hints, progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
         )
 
 
@@ -107,6 +108,7 @@ class GM_OT_generate(bpy.types.Operator):
             if settings.armature is not None:
                 rigs.rig_map_for(settings.armature)
             checkpoint = checkpoint_for(settings.generator, settings.checkpoint)
+            hints = music_hints(settings)
         except INPUT_ERRORS + (WeightsError,) as exc:
             self.report({"ERROR"}, str(exc))
             return None
@@ -117,7 +119,7 @@ class GM_OT_generate(bpy.types.Operator):
             checkpoint=checkpoint,
             options=generator_options(settings),
             smoothing=settings.smoothing,
-            meter=chosen_meter(settings),
+            hints=hints,
         )
 
     def execute(self, context):

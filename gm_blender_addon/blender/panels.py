@@ -36,6 +36,7 @@ class GM_PT_conductor(ConductorTab, bpy.types.Panel):
         for option in spec.options:
             layout.prop(settings.options, option_key(spec.name, option))
         layout.prop(settings, "meter")
+        layout.prop(settings, "tempo")
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
         layout.prop(settings, "armature")

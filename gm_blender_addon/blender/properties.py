@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.analysis import METER_ALIASES, METER_NAMES
+from ..core.analysis import METER_ALIASES, METER_NAMES, MusicHints
+from ..core.tracker import MAX_BPM
 from ..generators import registry
 
 _generator_items: list[tuple[str, str, str]] = []
@@ -79,9 +80,10 @@ GM_GeneratorOptions = type(
 )
 
 
-def chosen_meter(settings) -> str | None:
-    """The meter the user chose, or None to detect it."""
-    return None if settings.meter == "AUTO" else settings.meter
+def music_hints(settings) -> MusicHints:
+    """The meter and tempo the user gave (Detect and 0 leave them to detection); AnalysisError if out of range."""
+    return MusicHints(meter=None if settings.meter == "AUTO" else settings.meter,
+                      tempo_bpm=settings.tempo or None)
 
 
 def generator_options(settings) -> dict:
@@ -105,6 +107,10 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
     meter: bpy.props.EnumProperty(
         name="Meter", items=_meter_items(), default="AUTO",
         description="The music's meter: Detect finds it; choose one when the detected bars are wrong",
+    )
+    tempo: bpy.props.FloatProperty(
+        name="Tempo", description="The beat's tempo in BPM, roughly, when the detected beat runs at double, half or "
+        "another speed; 0 detects it", min=0.0, max=MAX_BPM, precision=0,
     )
     seed: bpy.props.IntProperty(name="Seed", description="Different seeds give different performances", min=0)
     smoothing: bpy.props.FloatProperty(

@@ -13,7 +13,7 @@ import numpy as np
 
 from .audio import N_FFT, SAMPLE_RATE, Audio, filterbank_power, mel_basis
 from .motion import FPS
-from .tracker import TCNTracker, approved_as_default, max_near, shipped_weights
+from .tracker import MAX_BPM, MIN_BPM, TCNTracker, approved_as_default, max_near, shipped_weights
 
 ANALYSIS_HOP = 512
 ANALYSIS_RATE = SAMPLE_RATE / ANALYSIS_HOP
@@ -28,7 +28,7 @@ Progress = Callable[[float, str], None]
 
 
 class AnalysisError(ValueError):
-    """Music in which no usable beat could be found, or a meter the conductor cannot beat."""
+    """Music in which no usable beat could be found, or a meter or tempo the conductor cannot beat."""
 
 
 # Meters a user may give when the detected one is wrong, as (beats per bar, subdivision of the beat).  The conductor
@@ -45,6 +45,31 @@ def parse_meter(name: str) -> tuple[int, int]:
         raise AnalysisError(f"Unsupported meter {name!r}: use one of {', '.join([*METER_NAMES, *METER_ALIASES])} "
                             "(the conductor beats 2, 3 or 4 to the bar; for other meters pick the nearest grouping).")
     return meter
+
+
+@dataclass(frozen=True)
+class MusicHints:
+    """What the user says about the music where detection gets it wrong; None leaves it to detection.
+
+    `meter` ("3/4", see METER_NAMES) replaces the detected one: the bar lines are then placed to fit it.  `tempo_bpm`,
+    the beat's tempo roughly, holds the beat near it: for music whose beat is found at double, half or another speed.
+    Refused with an AnalysisError when made, before any audio is read.
+    """
+
+    meter: str | None = None
+    tempo_bpm: float | None = None
+
+    def __post_init__(self):
+        if self.meter is not None:
+            parse_meter(self.meter)
+        if self.tempo_bpm is not None and not MIN_BPM <= self.tempo_bpm <= MAX_BPM:
+            raise AnalysisError(f"A tempo of {self.tempo_bpm:g} BPM cannot be conducted: give the tempo of the beat "
+                                f"the conductor should follow, {MIN_BPM:.0f} to {MAX_BPM:.0f} BPM.")
+
+    @property
+    def beat_grouping(self) -> tuple[int, int] | None:
+        """(beats per bar, subdivision) of the given meter."""
+        return parse_meter(self.meter) if self.meter is not None else None
 
 
 @dataclass
@@ -76,8 +101,7 @@ class BeatGrid:
 class BeatTracker(Protocol):
     name: str
 
-    # `meter`: (beats per bar, subdivision) when the user has said what it is.
-    def track(self, audio: Audio, spectral: Spectral, meter: tuple[int, int] | None = None) -> BeatGrid: ...
+    def track(self, audio: Audio, spectral: Spectral, hints: MusicHints) -> BeatGrid: ...
 
 
 @dataclass
@@ -154,14 +178,15 @@ class LibrosaTracker:
 
     name = "librosa"
 
-    def track(self, audio: Audio, spectral: Spectral, meter: tuple[int, int] | None = None) -> BeatGrid:
+    def track(self, audio: Audio, spectral: Spectral, hints: MusicHints) -> BeatGrid:
         import librosa
         from scipy.ndimage import median_filter
 
         env = spectral.onset.astype(np.float64)
-        # The piece's tempo is the median of a broadly-primed local estimate; a second, tighter pass around it
-        # follows ritardandi without jumping between tempo octaves.
-        global_tempo = float(np.median(_local_tempo(env, audio.sample_rate, spectral.rate, 120.0, 1.0)))
+        # The piece's tempo is the median of a broadly-primed local estimate (or the user's); a second, tighter pass
+        # around it follows ritardandi without jumping between tempo octaves.
+        global_tempo = hints.tempo_bpm or float(np.median(_local_tempo(env, audio.sample_rate, spectral.rate, 120.0,
+                                                                       1.0)))
         local = _local_tempo(env, audio.sample_rate, spectral.rate, global_tempo, 0.5)
         # Octave errors of the local estimate are folded back to the global tempo before steering the tracker.
         ratio = np.round(np.log2(local / global_tempo))
@@ -315,18 +340,16 @@ def _held_mask(onset: np.ndarray, silent: np.ndarray, tempo: np.ndarray) -> np.n
 
 
 def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None,
-            meter: str | None = None) -> MusicAnalysis:
-    """Beats, meter, tempo and dynamics of `audio` at 30 fps.  A `meter` ("3/4", see METER_NAMES) replaces the
-    detected one: the bar lines are then placed to fit it."""
+            hints: MusicHints = MusicHints()) -> MusicAnalysis:
+    """Beats, meter, tempo and dynamics of `audio` at 30 fps, following what the user says in `hints`."""
     report = progress or (lambda fraction, message: None)
-    given = parse_meter(meter) if meter else None
     tracker = resolve_tracker(tracker)
     if tracker not in TRACKERS:
         raise ValueError(f"unknown beat tracker {tracker!r}; available: {', '.join(TRACKERS)}")
     report(0.0, "Analysing the spectrum")
     spectral = compute_spectral(audio)
     report(0.4, "Tracking beats")
-    grid = TRACKERS[tracker]().track(audio, spectral, given)
+    grid = TRACKERS[tracker]().track(audio, spectral, hints)
     silent_fine = _silence_mask(spectral.level_db, spectral.rate)
     beats = _drop_beats_in_gaps(grid.beats, silent_fine, spectral.rate)
     if len(beats) < 2:
@@ -336,7 +359,7 @@ def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | N
         )
     report(0.8, "Estimating meter and dynamics")
     if grid.downbeats is None:
-        per_bar, phase, subdivision = estimate_meter(beats, spectral, given)
+        per_bar, phase, subdivision = estimate_meter(beats, spectral, hints.beat_grouping)
         downbeats = beats[phase::per_bar]
     else:
         per_bar, subdivision = grid.beats_per_bar, grid.subdivision

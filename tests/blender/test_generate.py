@@ -90,6 +90,19 @@ def test_a_meter_chosen_in_the_panel_replaces_the_detected_one(empty_scene, musi
     assert after_first_bar[:3] == ["1.2", "Bar 2", "2.2"]
 
 
+def test_a_tempo_typed_in_the_panel_holds_the_beat_there(empty_scene, music_file):
+    """The waltz clicks at 120 BPM; told 60, the conductor beats on every other click."""
+    assert _generate(empty_scene, music_file, tempo=60.0) == {"FINISHED"}
+    assert "at 60 BPM" in empty_scene.gm_conductor.last_result
+
+
+def test_a_tempo_out_of_range_is_refused_and_nothing_changes(empty_scene, music_file):
+    before = _scene_state(empty_scene)
+    with pytest.raises(RuntimeError, match="20 BPM cannot be conducted"):
+        _generate(empty_scene, music_file, tempo=20.0)
+    assert _scene_state(empty_scene) == before
+
+
 def test_generate_again_replaces_instead_of_piling_up(empty_scene, music_file):
     assert _generate(empty_scene, music_file) == {"FINISHED"}
     first = _scene_state(empty_scene)

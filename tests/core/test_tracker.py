@@ -119,6 +119,28 @@ def test_beat_decoder_lets_the_tempo_head_settle_a_weak_activation_between_the_b
     assert 60.0 / np.median(np.diff(found)) == pytest.approx(favourite_bpm, rel=0.03)
 
 
+@pytest.mark.parametrize("told_bpm, head_bpm", [(60.0, 120.0), (120.0, 60.0)])
+def test_a_given_tempo_overrules_the_tempo_head(told_bpm, head_bpm):
+    """The set-up above with the tempo head sure of the other level: the tempo the user gives wins."""
+    rng = np.random.default_rng(3)
+    beats = np.arange(1.0, 40.0, 1.0)
+    act = np.maximum(beat_activation(beats, 41, rng, peak=0.6), beat_activation(beats + 0.5, 41, rng, peak=0.4))
+    taus = tr.periods(FPS)
+    head = np.exp(-0.5 * (np.log(taus / (60.0 * FPS / head_bpm)) / 0.05) ** 2)
+    assert 60.0 / np.median(np.diff(tr.decode_beats(act, FPS, head / head.sum()))) * FPS == pytest.approx(
+        head_bpm, rel=0.03)
+    found = tr.decode_beats(act, FPS, head / head.sum(), tempo_bpm=told_bpm) / FPS
+    assert 60.0 / np.median(np.diff(found)) == pytest.approx(told_bpm, rel=0.03)
+
+
+def test_a_given_tempo_still_follows_a_ritardando():
+    """Told the opening tempo, the decoder follows a slowing by a quarter instead of holding to the tempo given."""
+    beats = 1.0 + np.cumsum(np.linspace(0.5, 0.67, 80))
+    act = beat_activation(beats, beats[-1] + 2, np.random.default_rng(4))
+    found = tr.decode_beats(act, FPS, tempo_bpm=120.0) / FPS
+    assert f_measure(found, beats) >= 0.97
+
+
 def test_beat_decoder_bridges_a_missing_beat_and_ignores_the_silence_around_the_music():
     beats = np.arange(3.0, 30.0, 0.6)
     act = beat_activation(np.delete(beats, [10, 11]), 34, np.random.default_rng(2), noise=0.0)
@@ -209,12 +231,34 @@ def test_a_given_meter_replaces_the_detected_one(tmp_path, tracker, meter, per_b
     soundfile.write(str(tmp_path / "march.wav"), click_music(16.0, 120.0, 4), 22050)
     audio = load_audio(tmp_path / "march.wav")
     detected = analysis_module.analyse(audio, tracker=tracker)
-    told = analysis_module.analyse(audio, tracker=tracker, meter=meter)
+    told = analysis_module.analyse(audio, tracker=tracker, hints=analysis_module.MusicHints(meter=meter))
     assert detected.beats_per_bar == 4
     assert (told.beats_per_bar, told.subdivision) == (per_bar, subdivision)
     np.testing.assert_array_equal(told.beats, detected.beats)
     assert np.diff(np.searchsorted(told.beats, told.downbeats)).tolist() == [2] * (len(told.downbeats) - 1)
     assert f_measure(told.downbeats, detected.downbeats) > 0.6  # recall 1 of the real bar lines, precision 1/2
+
+
+@pytest.mark.parametrize("tracker", ["tcn", "librosa"])
+def test_a_given_tempo_halves_a_beat_tracked_at_double_speed(tmp_path, tracker):
+    """Clicks at 120 BPM told 60: every other click is a beat."""
+    if tracker == "tcn" and tr.shipped_weights() is None:
+        pytest.skip("no tracker weights installed")
+    from gm_blender_addon.core.audio import load_audio
+
+    soundfile.write(str(tmp_path / "march.wav"), click_music(16.0, 120.0, 4), 22050)
+    audio = load_audio(tmp_path / "march.wav")
+    detected = analysis_module.analyse(audio, tracker=tracker)
+    told = analysis_module.analyse(audio, tracker=tracker, hints=analysis_module.MusicHints(tempo_bpm=60.0))
+    assert detected.tempo_bpm == pytest.approx(120.0, rel=0.03)
+    assert told.tempo_bpm == pytest.approx(60.0, rel=0.03)
+    assert f_measure(told.beats, detected.beats[::2]) > 0.95 or f_measure(told.beats, detected.beats[1::2]) > 0.95
+
+
+@pytest.mark.parametrize("bpm", [20.0, 400.0])
+def test_a_tempo_out_of_range_is_refused_before_any_audio_is_read(bpm):
+    with pytest.raises(analysis_module.AnalysisError, match=rf"{bpm:g} BPM.*40 to 220 BPM"):
+        analysis_module.MusicHints(tempo_bpm=bpm)
 
 
 def test_an_unsupported_meter_is_refused_with_the_choices():
@@ -285,15 +329,18 @@ def test_analyze_command_writes_beats_downbeats_meter_and_tempo(tmp_path):
     assert set(result["downbeats"]) <= set(result["beats"])
 
 
-def test_analyze_command_takes_a_given_meter(tmp_path, capsys):
+def test_analyze_command_takes_a_given_meter_and_tempo(tmp_path, capsys):
     audio = tmp_path / "march.wav"
     soundfile.write(str(audio), click_music(12.0, 120.0, 4), 22050)
     assert cli.main(["analyze", str(audio), "--tracker", "librosa", "--meter", "2/2"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["beats_per_bar"] == 2 and result["meter"] == "2/4"
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["analyze", str(audio), "--meter", "5/4"])
-    assert exit_info.value.code == 2 and "5/4" in capsys.readouterr().err
+    assert cli.main(["analyze", str(audio), "--tracker", "librosa", "--tempo", "60"]) == 0
+    assert json.loads(capsys.readouterr().out)["tempo"] == pytest.approx(60.0, rel=0.03)
+    for bad, named in ((["--meter", "5/4"], "5/4"), (["--tempo", "20"], "20 BPM"), (["--tempo", "fast"], "fast")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["analyze", str(audio), *bad])
+        assert exit_info.value.code == 2 and named in capsys.readouterr().err
 
 
 def test_analyze_command_reports_bad_input_and_bad_tracker(tmp_path, capsys):
