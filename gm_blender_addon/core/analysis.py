@@ -185,8 +185,9 @@ class LibrosaTracker:
         env = spectral.onset.astype(np.float64)
         # The piece's tempo is the median of a broadly-primed local estimate (or the user's); a second, tighter pass
         # around it follows ritardandi without jumping between tempo octaves.
-        global_tempo = hints.tempo_bpm or float(np.median(_local_tempo(env, audio.sample_rate, spectral.rate, 120.0,
-                                                                       1.0)))
+        global_tempo = hints.tempo_bpm
+        if global_tempo is None:
+            global_tempo = float(np.median(_local_tempo(env, audio.sample_rate, spectral.rate, 120.0, 1.0)))
         local = _local_tempo(env, audio.sample_rate, spectral.rate, global_tempo, 0.5)
         # Octave errors of the local estimate are folded back to the global tempo before steering the tracker.
         ratio = np.round(np.log2(local / global_tempo))
