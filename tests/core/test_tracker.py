@@ -101,37 +101,40 @@ def test_beat_decoder_follows_steady_and_changing_tempi(ibis):
     assert f_measure(found, beats) >= 0.97
 
 
-@pytest.mark.parametrize("favourite_bpm", [60.0, 120.0])
-def test_beat_decoder_lets_the_tempo_head_settle_a_weak_activation_between_the_beats(favourite_bpm):
+def _beats_with_weaker_peaks_between() -> np.ndarray:
     """Beats at 60 BPM (peaks 0.6) with a weaker peak (0.4) halfway between them, as the network gives for running
-    eighth notes: the tempo head's favourite decides between 60 and 120 BPM."""
+    eighth notes."""
     rng = np.random.default_rng(3)
     beats = np.arange(1.0, 40.0, 1.0)
-    act = np.maximum(beat_activation(beats, 41, rng, peak=0.6), beat_activation(beats + 0.5, 41, rng, peak=0.4))
+    return np.maximum(beat_activation(beats, 41, rng, peak=0.6), beat_activation(beats + 0.5, 41, rng, peak=0.4))
+
+
+def _tempo_head_around(bpm: float) -> np.ndarray:
+    """A tempo-head distribution over `periods(FPS)` sure of `bpm`."""
     taus = tr.periods(FPS)
+    bump = np.exp(-0.5 * (np.log(taus / (60.0 * FPS / bpm)) / 0.05) ** 2)
+    return bump / bump.sum()
 
-    def around(bpm):
-        bump = np.exp(-0.5 * (np.log(taus / (60.0 * FPS / bpm)) / 0.05) ** 2)
-        return bump / bump.sum()
 
+def _bpm(beat_frames: np.ndarray) -> float:
+    return 60.0 * FPS / float(np.median(np.diff(beat_frames)))
+
+
+@pytest.mark.parametrize("favourite_bpm", [60.0, 120.0])
+def test_beat_decoder_lets_the_tempo_head_settle_a_weak_activation_between_the_beats(favourite_bpm):
+    """With beats and weaker peaks between them, the tempo head's favourite decides between 60 and 120 BPM."""
     other_bpm = 120.0 if favourite_bpm == 60.0 else 60.0
-    found = tr.decode_beats(act, FPS, 0.8 * around(favourite_bpm) + 0.2 * around(other_bpm)) / FPS
-    assert 60.0 / np.median(np.diff(found)) == pytest.approx(favourite_bpm, rel=0.03)
+    head = 0.8 * _tempo_head_around(favourite_bpm) + 0.2 * _tempo_head_around(other_bpm)
+    assert _bpm(tr.decode_beats(_beats_with_weaker_peaks_between(), FPS, head)) == pytest.approx(favourite_bpm,
+                                                                                                 rel=0.03)
 
 
 @pytest.mark.parametrize("told_bpm, head_bpm", [(60.0, 120.0), (120.0, 60.0)])
 def test_a_given_tempo_overrules_the_tempo_head(told_bpm, head_bpm):
     """The set-up above with the tempo head sure of the other level: the tempo the user gives wins."""
-    rng = np.random.default_rng(3)
-    beats = np.arange(1.0, 40.0, 1.0)
-    act = np.maximum(beat_activation(beats, 41, rng, peak=0.6), beat_activation(beats + 0.5, 41, rng, peak=0.4))
-    taus = tr.periods(FPS)
-    head = np.exp(-0.5 * (np.log(taus / (60.0 * FPS / head_bpm)) / 0.05) ** 2)
-    head /= head.sum()
-    untold = tr.decode_beats(act, FPS, head) / FPS
-    told = tr.decode_beats(act, FPS, head, tempo_bpm=told_bpm) / FPS
-    assert 60.0 / np.median(np.diff(untold)) == pytest.approx(head_bpm, rel=0.03)
-    assert 60.0 / np.median(np.diff(told)) == pytest.approx(told_bpm, rel=0.03)
+    act, head = _beats_with_weaker_peaks_between(), _tempo_head_around(head_bpm)
+    assert _bpm(tr.decode_beats(act, FPS, head)) == pytest.approx(head_bpm, rel=0.03)
+    assert _bpm(tr.decode_beats(act, FPS, head, tempo_bpm=told_bpm)) == pytest.approx(told_bpm, rel=0.03)
 
 
 def test_a_given_tempo_still_follows_a_ritardando():
@@ -221,16 +224,22 @@ def test_a_given_meter_leaves_the_bar_decoder_only_the_bar_lines_to_find():
     np.testing.assert_array_equal(starts, index[1::4])
 
 
-@pytest.mark.parametrize("tracker", ["tcn", "librosa"])
-@pytest.mark.parametrize("meter, per_bar, subdivision", [("2/4", 2, 2), ("6/8", 2, 3), ("2/2", 2, 2)])
-def test_a_given_meter_replaces_the_detected_one(tmp_path, tracker, meter, per_bar, subdivision):
-    """A 4/4 click track told it is in 2: bars of two beats whose lines include every real bar line."""
+def _march_for(tracker: str, folder):
+    """16 s of a 4/4 click track at 120 BPM, loaded as the add-on loads audio; skips the trained tracker when its
+    weights are not installed."""
     if tracker == "tcn" and tr.shipped_weights() is None:
         pytest.skip("no tracker weights installed")
     from gm_blender_addon.core.audio import load_audio
 
-    soundfile.write(str(tmp_path / "march.wav"), click_music(16.0, 120.0, 4), 22050)
-    audio = load_audio(tmp_path / "march.wav")
+    soundfile.write(str(folder / "march.wav"), click_music(16.0, 120.0, 4), 22050)
+    return load_audio(folder / "march.wav")
+
+
+@pytest.mark.parametrize("tracker", ["tcn", "librosa"])
+@pytest.mark.parametrize("meter, per_bar, subdivision", [("2/4", 2, 2), ("6/8", 2, 3), ("2/2", 2, 2)])
+def test_a_given_meter_replaces_the_detected_one(tmp_path, tracker, meter, per_bar, subdivision):
+    """A 4/4 click track told it is in 2: bars of two beats whose lines include every real bar line."""
+    audio = _march_for(tracker, tmp_path)
     detected = analysis_module.analyse(audio, tracker=tracker)
     told = analysis_module.analyse(audio, tracker=tracker, hints=analysis_module.MusicHints(meter=meter))
     assert detected.beats_per_bar == 4
@@ -243,12 +252,7 @@ def test_a_given_meter_replaces_the_detected_one(tmp_path, tracker, meter, per_b
 @pytest.mark.parametrize("tracker", ["tcn", "librosa"])
 def test_a_given_tempo_halves_a_beat_tracked_at_double_speed(tmp_path, tracker):
     """Clicks at 120 BPM told 60: every other click is a beat."""
-    if tracker == "tcn" and tr.shipped_weights() is None:
-        pytest.skip("no tracker weights installed")
-    from gm_blender_addon.core.audio import load_audio
-
-    soundfile.write(str(tmp_path / "march.wav"), click_music(16.0, 120.0, 4), 22050)
-    audio = load_audio(tmp_path / "march.wav")
+    audio = _march_for(tracker, tmp_path)
     detected = analysis_module.analyse(audio, tracker=tracker)
     told = analysis_module.analyse(audio, tracker=tracker, hints=analysis_module.MusicHints(tempo_bpm=60.0))
     assert detected.tempo_bpm == pytest.approx(120.0, rel=0.03)
