@@ -1,8 +1,12 @@
 """A corpus of performed scores with exact labels: the beat tracker's training set and a ConductorMotion100 export.
 
-Each excerpt is a music21 corpus work played by :mod:`score_render` with a sampled performance (base tempo, a tempo
-curve of sections, ramps, fermatas and rubato, dynamics, orchestration), rendered at a sampled rate and augmented
-(reverb, EQ, noise, level, 16-bit quantisation), then resampled to 22.05 kHz mono as the add-on loads audio.
+Each excerpt is a music21 corpus work played by :mod:`score_render` with a sampled performance (a base tempo in the
+range a listener taps for the notated beat given how busy the music is, a tempo curve of sections, ramps, fermatas,
+phrase-final lengthening and rubato, dynamics, orchestration with sections of several detuned players, score
+articulation, sometimes percussion; each section's instruments from one of three General MIDI SoundFonts), recorded
+by :mod:`production` (a synthesised hall, microphones, compression, limiting, loudness, hall noise, a lossy codec and
+sample rate) and augmented (EQ, noise, level, 16-bit quantisation), then resampled to 22.05 kHz mono as the add-on
+loads audio.  ``--soundfonts`` chooses the SoundFonts; the recipe installs Debian's with apt where they are missing.
 
 Per excerpt, under ``OUT/<split>/``:
 - ``<id>.npz``: ``log_mel`` (frames, 64) float16, the analysis spectrogram (``core.analysis.compute_spectral``) that
@@ -30,6 +34,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -41,6 +46,7 @@ import numpy as np
 from ..core.analysis import assemble_analysis, compute_spectral
 from ..core.audio import SAMPLE_RATE, Audio, official_mel
 from ..core.motion import FPS
+from . import production as prod
 from . import score_render as sr
 
 SPLITS = ("test", "val", "train")
@@ -84,7 +90,10 @@ _ENSEMBLES = {
     "piano": {"melody": [PIANO], "inner": [PIANO], "bass": [PIANO]},
 }
 _WIND_DOUBLINGS = ([], [sr.FLUTE], [sr.OBOE], [sr.CLARINET], [sr.FLUTE, sr.OBOE], [sr.TRUMPET])
-SYNTH_RATES = (16000, 22050, 32000, 44100)
+# SoundFonts the corpus draws each section's instruments from, and how often.
+SOUNDFONT_WEIGHTS = {"musescore": 0.45, "fluidr3": 0.35, "timgm6mb": 0.2}
+# Film and game scores, most of what users bring, lean on percussion far more than the concert repertoire.
+PERCUSSION_CHANCE = 0.5
 WRITE_TIMEOUT_S = 120.0  # one excerpt taking longer than this is a runaway and is skipped
 
 
@@ -260,8 +269,7 @@ class ExcerptSpec:
     seed: int
     work: Work
     options: dict  # plan_excerpt keyword arguments
-    synth_rate: int
-    reverb: float
+    production: prod.Production
     info: dict  # what was sampled, for the labels file
 
 
@@ -271,8 +279,50 @@ def _measures(score):
     return list(score.parts[0].getElementsByClass(stream.Measure))
 
 
-def sample_spec(work: Work, index: int, seed: int) -> ExcerptSpec | None:
-    """A performance of `work`, or None where the work cannot give a supported excerpt."""
+def onsets_per_beat(score, start_q: float, stop_q: float, beat_ql: float) -> float:
+    """How busy the music is: distinct note onsets (all parts together) per notated beat between two offsets."""
+    onsets = {round(float(n.offset), 3) for n in score.flatten().notes
+              if start_q <= float(n.offset) < stop_q and not n.duration.isGrace}
+    return len(onsets) / max((stop_q - start_q) / beat_ql, 1.0)
+
+
+def listener_tempo(busyness: float, slow_beat: bool, rng: np.random.Generator) -> float:
+    """A tempo (notated beats per minute) at which a listener taps the notated beat itself, not its half or double.
+
+    Listeners tap between about 55 and 145 per minute, preferably near 90-100, and a compound or half-note beat
+    slower (40-100).  Within that, notes faster than about 10 a second become a blur over a slower beat, so a busy
+    surface (`busyness`, onsets per beat) caps the tempo; and a surface of long notes slower than about one every
+    1.3 s leaves the beat unheard, so a sparse one raises it.  Drawn log-normally (±20 %) about the middle of what
+    remains.
+    """
+    low, high = (40.0, 100.0) if slow_beat else (55.0, 145.0)
+    high = min(high, 600.0 / max(busyness, 1.0))
+    low = min(max(low, 45.0 / max(busyness, 0.25)), high)
+    return float(np.clip(math.exp(rng.normal(0.5 * (math.log(low) + math.log(high)), 0.2)), low, high))
+
+
+def sample_voicing(rng: np.random.Generator, soundfonts: Sequence[str]) -> sr.Voicing:
+    """How the orchestra of one excerpt plays (see score_render.Voicing): sections of 1-3 players a few cents and
+    milliseconds apart, sections entering 10-40 ms apart, articulation, and now and then percussion."""
+    weights = np.array([SOUNDFONT_WEIGHTS.get(name, 0.1) for name in soundfonts])
+    chosen = rng.choice(len(soundfonts), size=int(rng.integers(1, len(soundfonts) + 1)), replace=False,
+                        p=weights / weights.sum())
+    percussion = (str(rng.choice(sr.PERCUSSION_STYLES)) if rng.random() < PERCUSSION_CHANCE else None)
+    return sr.Voicing(
+        soundfonts=tuple(soundfonts[int(i)] for i in sorted(chosen)),
+        section_players=int(rng.integers(1, 4)),
+        detune_cents=float(rng.uniform(2.0, 12.0)),
+        player_spread_s=float(rng.uniform(0.004, 0.02)),
+        entrance_spread_s=float(rng.uniform(0.01, 0.04)) / 2,  # two sections then differ by about this much
+        score_articulation=bool(rng.random() < 0.8),
+        detached=float(rng.uniform(0.0, 1.0)),
+        percussion=percussion,
+    )
+
+
+def sample_spec(work: Work, index: int, seed: int,
+                soundfonts: Sequence[str] = tuple(SOUNDFONT_WEIGHTS)) -> ExcerptSpec | None:
+    """A performance and recording of `work`, or None where the work cannot give a supported excerpt."""
     from music21 import meter
 
     rng = np.random.default_rng([seed, index])
@@ -287,8 +337,10 @@ def sample_spec(work: Work, index: int, seed: int) -> ExcerptSpec | None:
         return None
     beat_ql = float(ts.beatDuration.quarterLength)
     compound = ts.beatDivisionCount == 3
-    low, high = (42, 100) if compound or beat_ql >= 2 else (54, 150)
-    tempo = float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    window = measures[i0 : i0 + 16]
+    busyness = onsets_per_beat(score, float(window[0].offset),
+                               float(window[-1].offset) + float(window[-1].duration.quarterLength), beat_ql)
+    tempo = listener_tempo(busyness, compound or beat_ql >= 2, rng)
     seconds = float(rng.uniform(62.0, 72.0))
     elapsed, i1 = 0.0, i0
     for i1 in range(i0, len(measures)):
@@ -302,19 +354,23 @@ def sample_spec(work: Work, index: int, seed: int) -> ExcerptSpec | None:
     ensemble = str(rng.choice(list(_ENSEMBLES)))
     winds = list(_WIND_DOUBLINGS[int(rng.integers(len(_WIND_DOUBLINGS)))])
     brass, timpani = bool(rng.random() < 0.35), bool(rng.random() < 0.5)
+    voicing = sample_voicing(rng, soundfonts)
+    phrase = (int(rng.choice([2, 4, 8])), float(rng.uniform(0.05, 0.25))) if rng.random() < 0.7 else None
     options = dict(
         start_bar=first, n_bars=i1 - i0 + 1, tempo_bpm=tempo, tempo_curve=curve,
-        rubato=float(rng.uniform(0.0, 0.04)),
+        rubato=float(rng.uniform(0.0, 0.06)),
         dynamics=_dynamics(first, last, rng) if rng.random() < 0.5 else None,
         instrumentation=(_orchestrator(ensemble, winds, brass, timpani) if rng.random() < 0.75 else None),
         lead_in=float(rng.uniform(0.2, 2.0)), seed=int(rng.integers(2**31)),
+        voicing=voicing, phrase_lengthening=phrase,
     )
-    info = {"tempo_bpm": round(tempo, 2), "sections_at_bars": sections, **curve_info,
-            "ensemble": ensemble if options["instrumentation"] else "score_render default",
+    info = {"tempo_bpm": round(tempo, 2), "onsets_per_beat": round(busyness, 3), "sections_at_bars": sections,
+            **curve_info, "ensemble": ensemble if options["instrumentation"] else "score_render default",
             "wind_doublings": winds, "brass": brass, "timpani": timpani,
-            "score_dynamics": options["dynamics"] is None, "rubato": round(options["rubato"], 4)}
-    return ExcerptSpec(index, seed, work, options, int(rng.choice(SYNTH_RATES)),
-                       float(rng.uniform(0.0, 0.7)), info)
+            "score_dynamics": options["dynamics"] is None, "rubato": round(options["rubato"], 4),
+            "phrase_lengthening": phrase,
+            "voicing": {k: round(v, 4) if isinstance(v, float) else v for k, v in voicing.__dict__.items()}}
+    return ExcerptSpec(index, seed, work, options, prod.sample_production(rng), info)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,9 +397,13 @@ def _biquad(kind: str, freq: float, gain_db: float, rate: int, q: float = 0.7) -
 
 
 def _pink_noise(n: int, rng) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    # An FFT of a length with a large prime factor takes seconds; a fast length is cut to n afterwards.
+    size = next_fast_len(n, real=True)
+    spectrum = rfft(rng.standard_normal(size))
     spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1.0))
-    noise = np.fft.irfft(spectrum, n)
+    noise = irfft(spectrum, size)[:n]
     return noise / (np.std(noise) + 1e-12)
 
 
@@ -367,7 +427,7 @@ def augment(audio: np.ndarray, rate: int, rng) -> tuple[np.ndarray, dict]:
     mono = np.round(mono * 32767) / 32767  # a 16-bit file at that level
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, "HQ")
-    params = {"synth_rate": rate, "eq": [[round(float(v), 4) for v in row] for row in sos],
+    params = {"eq": [[round(float(v), 4) for v in row] for row in sos],
               "snr_db": None if snr_db is None else round(snr_db, 2), "level_db": round(level_db, 2)}
     return mono.astype(np.float32), params
 
@@ -439,9 +499,11 @@ def build_excerpt(spec: ExcerptSpec, split_dir: Path, cm100_dir: Path | None, cm
     perf = sr.plan_excerpt(spec.work.path, **spec.options)
     if perf.labels.beats_per_bar not in SUPPORTED_METERS or len(perf.labels.beats) < 8:
         raise ValueError(f"unsupported excerpt: {perf.labels.meter}, {len(perf.labels.beats)} beats")
-    stereo = sr.synthesize(perf, spec.synth_rate, reverb=spec.reverb)
     rng = np.random.default_rng([spec.seed, spec.index, 1])
-    mono, aug = augment(stereo, spec.synth_rate, rng)
+    # Rendered and recorded at the analysis rate, as everything above it is lost when the add-on loads the audio;
+    # the delivery rate and codec still act on it.
+    stereo, rate = prod.produce(sr.render_stems(perf, rate=SAMPLE_RATE), SAMPLE_RATE, spec.production, rng)
+    mono, aug = augment(stereo, rate, rng)
     name = f"{split_dir.name}{spec.index:05d}"
     audio = Audio(samples=mono, sample_rate=SAMPLE_RATE, path=split_dir / f"{name}.flac", sha256="")
     spectral = compute_spectral(audio)
@@ -453,7 +515,7 @@ def build_excerpt(spec: ExcerptSpec, split_dir: Path, cm100_dir: Path | None, cm
         "duration": round(audio.duration, 4), "corpus_path": spec.work.path, "group": spec.work.group,
         "category": spec.work.category, "rights": spec.work.rights, "rights_tier": spec.work.tier,
         "section_times": [round(t, 4) for t in _section_times(perf, spec)],
-        "performance": spec.info, "augmentation": {**aug, "reverb": round(spec.reverb, 3)},
+        "performance": spec.info, "production": spec.production.to_json(), "augmentation": aug,
         "held_seconds": round(float(analysis.held.sum()) / FPS, 2),
     }
     np.savez_compressed(
@@ -529,7 +591,7 @@ def work_sequence(works: Sequence[Work], split: str, seed: int):
 
 
 def build_split(out: Path, split: str, hours: float, works: Sequence[Work], seed: int, keep_audio: bool,
-                cm100: bool, log: Progress) -> list[dict]:
+                cm100: bool, log: Progress, soundfonts: Sequence[str] = tuple(SOUNDFONT_WEIGHTS)) -> list[dict]:
     """Excerpts of `split` until `hours` of audio exist; resumes from what is already on disk."""
     split_dir = out / split
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -544,7 +606,7 @@ def build_split(out: Path, split: str, hours: float, works: Sequence[Work], seed
         if index in records:
             continue
         try:
-            spec = sample_spec(work, index, seed)
+            spec = sample_spec(work, index, seed, soundfonts)
             if spec is None:
                 raise ValueError("no supported excerpt")
             record = build_excerpt(spec, split_dir, cm100_dir, next_cm100, keep_audio or split == "test")
@@ -567,10 +629,31 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def install_soundfonts(names: Sequence[str], log: Progress = print) -> None:
+    """Install with apt the Debian packages of the SoundFonts in `names` that are missing; a CorpusError saying what
+    to install where that cannot be done here."""
+    import shutil
+    import subprocess
+
+    missing = sorted({sr.SOUNDFONTS[n][0] for n in names if sr.SOUNDFONTS[n][1] is not None
+                      and not sr.SOUNDFONTS[n][1].is_file()})
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        raise CorpusError(f"the SoundFonts need installing: run `sudo {' '.join(command)}` or pass --soundfonts "
+                          "timgm6mb")
+    log(f"installing {', '.join(missing)}")
+    if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
+        raise CorpusError(f"`{' '.join(command)}` failed; install the SoundFonts or pass --soundfonts timgm6mb")
+
+
 def build(out: Path, hours: float, val_hours: float, test_hours: float, seed: int = 0,
-          keep_audio: bool = False, cm100: bool = True, log: Progress = print) -> dict:
+          keep_audio: bool = False, cm100: bool = True, log: Progress = print,
+          soundfonts: Sequence[str] = tuple(SOUNDFONT_WEIGHTS)) -> dict:
     """Build (or finish building) the corpus under `out`; returns and writes its manifest ``corpus.json``."""
     out = Path(out)
+    install_soundfonts(soundfonts, log)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -580,12 +663,14 @@ def build(out: Path, hours: float, val_hours: float, test_hours: float, seed: in
     manifest = {
         "recipe": f"python -m gm_blender_addon.training.corpus --out {out} --hours {hours} "
                   f"--val-hours {val_hours} --test-hours {test_hours} --seed {seed}"
-                  + (" --keep-audio" if keep_audio else "") + ("" if cm100 else " --no-cm100"),
-        "seed": seed, "excluded_corpus_folders": EXCLUDED, "splits": {},
+                  + (" --keep-audio" if keep_audio else "") + ("" if cm100 else " --no-cm100")
+                  + ("" if tuple(soundfonts) == tuple(SOUNDFONT_WEIGHTS) else f" --soundfonts {','.join(soundfonts)}"),
+        "seed": seed, "soundfonts": {name: str(sr.soundfont_path(name)) for name in soundfonts},
+        "excluded_corpus_folders": EXCLUDED, "splits": {},
     }
     for split, target in zip(SPLITS, (test_hours, val_hours, hours)):
         split_works = [w for w in works if split_of(w.group) == split]
-        records = build_split(out, split, target, split_works, seed, keep_audio, cm100, log)
+        records = build_split(out, split, target, split_works, seed, keep_audio, cm100, log, soundfonts)
         manifest["splits"][split] = {
             "excerpts": len(records),
             "hours": round(sum(r["duration"] for r in records) / 3600, 3),
@@ -602,6 +687,14 @@ def build(out: Path, hours: float, val_hours: float, test_hours: float, seed: in
     return manifest
 
 
+def _soundfont_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in sr.SOUNDFONTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"SoundFonts are {', '.join(sr.SOUNDFONTS)}; got {text!r}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gm_blender_addon.training.corpus",
                                      description=__doc__.split("\n")[0])
@@ -612,6 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-audio", action="store_true", help="also keep FLAC audio of train and val")
     parser.add_argument("--no-cm100", action="store_true", help="skip the ConductorMotion100 export")
+    parser.add_argument("--soundfonts", type=_soundfont_names, default=tuple(SOUNDFONT_WEIGHTS),
+                        help=f"comma-separated SoundFonts to draw from (default {','.join(SOUNDFONT_WEIGHTS)})")
     args = parser.parse_args(argv)
     val_hours = args.val_hours if args.val_hours is not None else max(0.1, 0.06 * args.hours)
 
@@ -620,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         manifest = build(args.out, args.hours, val_hours, args.test_hours, args.seed, args.keep_audio,
-                         not args.no_cm100, log)
+                         not args.no_cm100, log, args.soundfonts)
     except CorpusError as exc:
         print(f"corpus: {exc}", file=sys.stderr)
         return 1

@@ -2,8 +2,12 @@
 
 Path: music21 corpus score -> excerpt bars at sounding pitch with ties merged -> a tempo
 map and a dynamics envelope -> note and controller events per General MIDI program ->
-tinysoundfont with the TimGM6mb.sf2 bank shipped inside the pretty_midi wheel -> reverb,
-peak normalisation to -1 dBFS.
+tinysoundfont, one stereo stem per instrument section (each player of a section rendered
+apart, slightly detuned and early or late) -> summed with reverb, peak normalisation to
+-1 dBFS; or, for the training corpus, placed in a synthesised hall by
+:mod:`production`.  The General MIDI banks: TimGM6mb.sf2 shipped inside the pretty_midi
+wheel (the demo's), and Debian's FluidR3 and MuseScore General SoundFonts (MIT; see
+``SOUNDFONTS``), which a :class:`Voicing` chooses per section.
 
 Beats and downbeats come from the score's measures (pickups included, compound meters
 counted in dotted beats through ``TimeSignature.beatDuration``) and are mapped through
@@ -31,6 +35,19 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 SOUNDFONT_NAME = "TimGM6mb.sf2"
+# General MIDI SoundFonts by name -> (Debian package that installs it, path); TimGM6mb comes
+# with pretty_midi.  All three are MIT-licensed or distributed under GPL-2 by Debian; none
+# of them ships with the add-on, they only render the training corpus.
+SOUNDFONTS = {
+    "timgm6mb": (None, None),
+    "fluidr3": ("fluid-soundfont-gm", Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")),
+    "musescore": ("musescore-general-soundfont-lossless",
+                  Path("/usr/share/sounds/sf2/MuseScore_General_Full.sf2")),
+}
+# Sections are synthesised at this rate unless asked otherwise, and resampled afterwards; a
+# SoundFont's samples are loaded once per process and rate (MuseScore General's take 4 s and
+# 1 GB).
+SYNTH_RATE = 44100
 
 # A level of 1.0 plays at full scale and 0.0 this many dB below it (before the final
 # peak normalisation); half of the gain rides on note velocity, half on CC11 expression,
@@ -185,10 +202,35 @@ class RenderedExcerpt(ExcerptLabels):
 
 @dataclass
 class _Channel:
-    program: int
+    program: int  # GM program, or the drum kit's preset for a percussion channel
     pan: int
     volume: int
     notes: np.ndarray  # rows: start s, end s, MIDI pitch, velocity
+    role: str = "inner"
+    soundfont: str = "timgm6mb"
+    players: int = 1
+    drums: bool = False
+
+
+@dataclass(frozen=True)
+class Voicing:
+    """How the players sound: where each section's instruments come from, how many play
+    it, how together they are, how they articulate and whether percussion joins in.
+
+    The default is the demo's sound: one TimGM6mb preset per program, as written."""
+
+    soundfonts: tuple[str, ...] = ("timgm6mb",)  # each section draws one of these
+    section_players: int = 1  # players of each string and choir section
+    detune_cents: float = 0.0  # spread of those players' tuning
+    player_spread_s: float = 0.0  # spread of their onsets, note by note
+    entrance_spread_s: float = 0.004  # spread of the sections' timing against each other
+    score_articulation: bool = False  # staccato and accents as the score marks them
+    detached: float = 0.0  # 0 plays notes almost their written length, 1 clearly apart
+    percussion: str | None = None  # a percussion part in one of PERCUSSION_STYLES
+
+
+# Programs played by a section of several players.
+_SECTION_PROGRAMS = frozenset(range(40, 53))
 
 
 @dataclass
@@ -199,6 +241,7 @@ class Performance:
     channels: list[_Channel]
     expression: tuple[np.ndarray, np.ndarray]  # times (s), CC11 values
     end_time: float  # last note-off
+    voicing: "Voicing"
 
 
 @dataclass(frozen=True)
@@ -217,10 +260,25 @@ class _Note(NamedTuple):
     on: float
     off: float
     pitches: tuple[int, ...]
+    accent_db: float = 0.0
 
 
-def soundfont_path() -> Path:
-    """TimGM6mb.sf2 from the installed pretty_midi wheel, located without importing it."""
+# Share of the written length a note sounds with the score's articulation marks, and the
+# extra loudness of accents (dB).
+_ARTICULATION_LENGTH = {"Staccatissimo": 0.3, "Staccato": 0.5, "Spiccato": 0.5}
+_ACCENT_DB = {"Accent": 4.0, "StrongAccent": 6.0}
+
+
+def soundfont_path(name: str = "timgm6mb") -> Path:
+    """The file of a SoundFont of ``SOUNDFONTS``; TimGM6mb.sf2 comes from the installed
+    pretty_midi wheel, located without importing it."""
+    if name not in SOUNDFONTS:
+        raise ValueError(f"unknown SoundFont {name!r}; known: {', '.join(SOUNDFONTS)}")
+    package, path = SOUNDFONTS[name]
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: install it with apt-get install {package}")
+        return path
     spec = importlib.util.find_spec("pretty_midi")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("pretty_midi is not installed; it ships " + SOUNDFONT_NAME)
@@ -345,7 +403,8 @@ def _anchored_offset(el, starts: Mapping[int, float]) -> float | None:
     return starts[id(m)] + float(el.getOffsetInHierarchy(m))
 
 
-def _part_notes(part, bars: Sequence[_Bar]) -> list[_Note]:
+def _part_notes(part, bars: Sequence[_Bar], articulation: bool = False) -> list[_Note]:
+    """The part's notes; with ``articulation``, shortened and accented as the score marks."""
     from music21 import stream
 
     notes = []
@@ -355,12 +414,23 @@ def _part_notes(part, bars: Sequence[_Bar]) -> list[_Note]:
             if not pitches or el.duration.isGrace or el.quarterLength <= 0:
                 continue
             on = bar.start + float(el.getOffsetInHierarchy(m))
-            notes.append(_Note(on, on + float(el.quarterLength), pitches))
+            length, accent = float(el.quarterLength), 0.0
+            if articulation:
+                marks = [type(a).__name__ for a in el.articulations]
+                length *= min([_ARTICULATION_LENGTH.get(k, 1.0) for k in marks], default=1.0)
+                accent = max([_ACCENT_DB.get(k, 0.0) for k in marks], default=0.0)
+            notes.append(_Note(on, on + length, pitches, accent))
     return sorted(notes)
 
 
-def _tempo_multiplier(bars, end_q, tempo_curve, ritardando, accelerando, rubato, rng):
+def _tempo_multiplier(bars, end_q, tempo_curve, ritardando, accelerando, rubato, rng,
+                      phrase_lengthening=None):
     """Tempo factor as a function of quarter-length offset."""
+    phrase_ends = []
+    if phrase_lengthening is not None:
+        phrase_bars, _ = phrase_lengthening
+        phrase_ends = [(b.end, b.beat_ql) for i, b in enumerate(bars)
+                       if (i + 1) % phrase_bars == 0 and b.end < end_q - _EPS]
     if rubato:
         periods = rng.uniform(3.0, 9.0, 3)  # in beats: phrase-scale push and pull
         phases = rng.uniform(0, 2 * np.pi, 3)
@@ -383,6 +453,11 @@ def _tempo_multiplier(bars, end_q, tempo_curve, ritardando, accelerando, rubato,
             beats = q / bars[0].beat_ql
             wave = sum(np.sin(2 * np.pi * beats / p + ph) for p, ph in zip(periods, phases))
             mult = mult * (1.0 + rubato * wave / np.max(np.abs(wave)))
+        for end, beat_ql in phrase_ends:
+            # The last beat of a phrase broadens towards the bar line, and the next phrase
+            # starts in tempo.
+            into = np.clip((q - (end - beat_ql)) / beat_ql, 0.0, 1.0) * (q < end)
+            mult = mult * (1.0 - phrase_lengthening[1] * into)
         return mult
 
     return multiplier
@@ -490,7 +565,7 @@ def _default_instrumentation(parts_info, roles, rng) -> dict[int, list[int]]:
 
 
 def _voice_notes(notes, program, own_program, role, bars, level_at, key_pcs):
-    """The notes one GM program plays when it doubles a part, as (on, off, pitch)."""
+    """The notes one GM program plays when it doubles a part, as (on, off, pitch, accent dB)."""
     out = []
     doubling = program != own_program
     for note in notes:
@@ -503,7 +578,7 @@ def _voice_notes(notes, program, own_program, role, bars, level_at, key_pcs):
                 continue
             # Classical timpani sit between F2 and E3.
             pitch = 41 + (low - 41) % 12
-            out.append((note.on, min(note.off, note.on + beat_ql), pitch))
+            out.append((note.on, min(note.off, note.on + beat_ql), pitch, note.accent_db))
             continue
         if doubling and 56 <= program <= 63:
             if level_at(note.on) < _TUTTI_LEVEL or note.off - note.on < beat_ql - _EPS:
@@ -517,8 +592,66 @@ def _voice_notes(notes, program, own_program, role, bars, level_at, key_pcs):
             low = min(pitches)
             # Basses sound an octave below the written cello line where the range allows.
             pitches = (low - 12 if low - 12 >= 28 else low,)
-        out.extend((note.on, note.off, p) for p in pitches)
+        out.extend((note.on, note.off, p, note.accent_db) for p in pitches)
     return out
+
+
+PERCUSSION_STYLES = ("march", "ostinato", "accents", "backbeat")
+# General MIDI drum keys.
+_BASS_DRUM, _SNARE, _CRASH, _HI_HAT, _TOMS = 36, 38, 49, 42, (41, 43, 45, 47)
+
+
+def _percussion_channel(bars, end_q, tmap, level_at, style: str, rng) -> _Channel:
+    """A percussion part in ``style`` drawn from the bar table, playing from a seeded level up.
+
+    'march': snare on the beats (and some of their halves), bass drum on the strong beats;
+    'ostinato': a one-bar drum and tom pattern with off-beat strokes, repeated; 'accents':
+    bass drum and cymbal on the downbeats of loud bars and a snare roll into each phrase;
+    'backbeat' (film and game scores): bass drum on the strong beats, snare on the others,
+    hi-hat on every half beat.  Cymbal crashes mark the phrase starts of all but 'accents'."""
+    if style not in PERCUSSION_STYLES:
+        raise ValueError(f"unknown percussion style {style!r}; known: {', '.join(PERCUSSION_STYLES)}")
+    threshold = float(rng.uniform(0.25, 0.55))
+    phrase = int(rng.choice([4, 8]))
+    halves = rng.random(4) < 0.35  # which beats of the bar the march also plays on the half
+    pattern = [(float(f), int(rng.choice(_TOMS)), float(rng.uniform(-8, -2)))
+               for f in rng.choice([1 / 3, 0.5, 2 / 3, 0.75], size=int(rng.integers(1, 4)))]
+    strokes = []  # (q, key, accent dB)
+    for index, bar in enumerate(bars):
+        phrase_start = index % phrase == 0
+        for k in range(bar.beats_per_bar):
+            q = bar.nominal_start + k * bar.beat_ql
+            if q < bar.start - _EPS or q >= min(bar.end, end_q) - _EPS or level_at(q) < threshold:
+                continue
+            strong = k == 0 or (bar.beats_per_bar == 4 and k == 2)
+            if style == "march":
+                strokes.append((q, _SNARE, 3.0 if k == 0 else 0.0))
+                if halves[k % 4]:
+                    strokes.append((q + 0.5 * bar.beat_ql, _SNARE, -6.0))
+                if strong:
+                    strokes.append((q, _BASS_DRUM, 0.0))
+            elif style == "ostinato":
+                strokes.append((q, _BASS_DRUM if k == 0 else _TOMS[k % len(_TOMS)], 2.0 if k == 0 else 0.0))
+                strokes += [(q + f * bar.beat_ql, key, accent) for f, key, accent in pattern]
+            elif style == "backbeat":
+                strokes.append((q, _BASS_DRUM if strong else _SNARE, 0.0))
+                strokes += [(q, _HI_HAT, -8.0), (q + 0.5 * bar.beat_ql, _HI_HAT, -11.0)]
+            elif k == 0 and level_at(q) >= threshold + 0.15:
+                strokes += [(q, _BASS_DRUM, 2.0), (q, _CRASH, 0.0)]
+            if style != "accents" and k == 0 and phrase_start:
+                strokes.append((q, _CRASH, 0.0))
+            if style == "accents" and k == bar.beats_per_bar - 1 and (index + 1) % phrase == 0:
+                strokes += [(q + j * bar.beat_ql / 8, _SNARE, -10.0 + j) for j in range(8)]
+    rows = []
+    for q, key, accent in strokes:
+        if q >= end_q:
+            continue
+        vel_db = -0.6 * DYNAMIC_RANGE_DB * (1.0 - level_at(q)) + accent - 3.0
+        start = float(tmap(q)) + float(np.clip(rng.normal(0.0, 0.006), -0.015, 0.015))
+        rows.append((max(0.0, start), start + 0.4, key, int(np.clip(round(127 * 10 ** (vel_db / 20)), 1, 127))))
+    kit = 48 if rng.random() < 0.6 else 0  # the orchestra kit, or the standard one
+    notes = _merge_unisons(np.array(rows, float)) if rows else np.zeros((0, 4))
+    return _Channel(kit, int(64 + rng.integers(-12, 13)), 90, notes, "percussion", drums=True)
 
 
 def _merge_unisons(rows: np.ndarray) -> np.ndarray:
@@ -590,26 +723,28 @@ def _expression_gain(levels):
     return 10 ** (-0.5 * DYNAMIC_RANGE_DB * (1.0 - np.asarray(levels)) / 60)
 
 
-def _channel(program, role, rows, bars, tmap, level_at, rng) -> _Channel:
+def _channel(program, role, rows, bars, tmap, level_at, rng, voicing: Voicing) -> _Channel:
     """Time, voice and balance one program's notes."""
-    section_shift = rng.normal(0.0, 0.004) - _SPEECH_S.get(program, 0.02)
+    section_shift = rng.normal(0.0, voicing.entrance_spread_s) - _SPEECH_S.get(program, 0.02)
     timed = []
-    for on, off, pitch in rows:
+    for on, off, pitch, accent_db in rows:
         gain_db = -DYNAMIC_RANGE_DB * (1.0 - level_at(on))
         # Velocity scales amplitude linearly in TinySoundFont; 2 dB below full velocity
         # leaves room for the beat accents in ff.
-        vel_db = 0.5 * gain_db + _beat_accent(bars, on) - 2.0 + rng.normal(0.0, 0.5)
+        vel_db = 0.5 * gain_db + _beat_accent(bars, on) + accent_db - 2.0 + rng.normal(0.0, 0.5)
         velocity = int(np.clip(round(127 * 10 ** (vel_db / 20)), 1, 127))
         jitter = float(np.clip(rng.normal(0.0, 0.004), -0.01, 0.01))
         start = float(tmap(on)) + section_shift + jitter
         end = float(tmap(off))
-        end = max(end - min(0.04, 0.12 * (end - start)), start + 0.02)  # re-articulate
+        # Re-articulate: a short gap before the next note, longer in a detached style.
+        gap = min(0.04 + 0.1 * voicing.detached, (0.12 + 0.3 * voicing.detached) * (end - start))
+        end = max(end - gap, start + 0.02)
         timed.append((max(0.0, start), end, pitch, velocity))
     balance = _BALANCE_DB.get(program, 0.0) + (_SOLO_BOOST_DB if role == "solo" else 0.0)
     pan = _PAN.get((program, role), _PAN.get(program, 64)) + int(rng.integers(-5, 6))
     return _Channel(program, int(np.clip(pan, 0, 127)),
                     int(np.clip(round(100 * 10 ** (balance / 60)), 1, 127)),
-                    _merge_unisons(np.array(timed, dtype=float)))
+                    _merge_unisons(np.array(timed, dtype=float)), role)
 
 
 def plan_excerpt(
@@ -627,6 +762,8 @@ def plan_excerpt(
     instrumentation: Mapping[int | str, Sequence[int]] | Orchestrator | None = None,
     lead_in: float = 0.5,
     seed: int = 0,
+    voicing: Voicing = Voicing(),
+    phrase_lengthening: tuple[int, float] | None = None,
 ) -> Performance:
     """Plan an expressive performance of bars of a music21 corpus work, without audio.
 
@@ -637,19 +774,23 @@ def plan_excerpt(
     ``tempo_curve`` lists (bar position, tempo multiplier) and replaces the default
     curve, which is an optional ``accelerando`` (fraction, reached over the middle of the
     excerpt) and a final ``ritardando`` (fraction lost over the last bar); ``rubato``
-    adds a smooth seeded drift of that fraction.  ``dynamics`` lists (bar position,
+    adds a smooth seeded drift of that fraction; ``phrase_lengthening`` (bars per phrase,
+    fraction) slows the last beat of each phrase by up to that fraction at its bar line.  ``dynamics`` lists (bar position,
     level 0..1); by default the score's marks and hairpins, or a seeded crescendo /
     diminuendo arc when it has none.  ``instrumentation`` maps part index or name to GM
     programs, or is an :data:`Orchestrator` that chooses them from the parts' roles;
     doublings follow orchestration rules (winds take the top line, basses the
     octave below, brass and timpani only in tutti, timpani on tonic and dominant beats).
-    A bar position is a measure number plus the elapsed fraction of that bar.
+    A bar position is a measure number plus the elapsed fraction of that bar.  ``voicing``
+    says how the players sound (see :class:`Voicing`); it draws from its own seeded stream,
+    so the default voicing renders exactly as before it existed.
     """
     if (n_bars is None) == (seconds is None):
         raise ValueError("give exactly one of n_bars and seconds")
     rng = np.random.default_rng(seed)
     ex, bars, tempo_bpm = _select_excerpt(work, start_bar, n_bars, seconds, tempo_bpm, rng)
-    part_notes = [[n._replace(off=min(n.off, bars[-1].end)) for n in _part_notes(p, bars)
+    part_notes = [[n._replace(off=min(n.off, bars[-1].end))
+                   for n in _part_notes(p, bars, voicing.score_articulation)
                    if n.on < bars[-1].end - _EPS] for p in ex.parts]
     if not any(part_notes):
         raise ValueError(f"{work} bars {bars[0].number}..{bars[-1].number} are silent")
@@ -658,7 +799,7 @@ def plan_excerpt(
 
     tmap = _TempoMap(bars, end_q, tempo_bpm, lead_in,
                      _tempo_multiplier(bars, end_q, tempo_curve, ritardando, accelerando,
-                                       rubato, rng))
+                                       rubato, rng, phrase_lengthening))
     if dynamics is not None:
         points = sorted(((_bar_position_to_q(bars, p, end_q), lv) for p, lv in dynamics),
                         key=lambda point: point[0])
@@ -701,10 +842,18 @@ def plan_excerpt(
             voices.setdefault((program, role), []).extend(
                 _voice_notes(part_notes[i], program, parts_info[i][1], role, bars, level_at,
                              key_pcs))
-    channels = [_channel(program, role, rows, bars, tmap, level_at, rng)
+    channels = [_channel(program, role, rows, bars, tmap, level_at, rng, voicing)
                 for (program, role), rows in voices.items() if rows]
-    if len(channels) > 15:
-        raise ValueError("more than 15 program/role combinations; MIDI has 15 melodic channels")
+    voicing_rng = np.random.default_rng([seed, 11])
+    for channel in channels:
+        channel.soundfont = voicing.soundfonts[int(voicing_rng.integers(len(voicing.soundfonts)))]
+        if channel.program in _SECTION_PROGRAMS:
+            channel.players = voicing.section_players
+    if voicing.percussion is not None:
+        drums = _percussion_channel(bars, end_q, tmap, level_at, voicing.percussion, voicing_rng)
+        if len(drums.notes):
+            drums.soundfont = voicing.soundfonts[int(voicing_rng.integers(len(voicing.soundfonts)))]
+            channels.append(drums)
 
     beats_q, downbeats_q = _beats(bars, end_q)
     loud_q = np.arange(0.0, end_q + _EPS, 0.25)
@@ -724,7 +873,7 @@ def plan_excerpt(
     expr_cc = np.round(127 * _expression_gain(np.interp(expr_q, tmap.q, levels)))
     changed = np.concatenate([[True], np.diff(expr_cc) != 0])
     end_time = max(float(c.notes[:, 1].max()) for c in channels)
-    return Performance(labels, channels, (tmap(expr_q[changed]), expr_cc[changed]), end_time)
+    return Performance(labels, channels, (tmap(expr_q[changed]), expr_cc[changed]), end_time, voicing)
 
 
 def _n_samples(perf: Performance, sample_rate: int, tail: float) -> int:
@@ -745,6 +894,115 @@ def _reverb(audio: np.ndarray, sample_rate: int, amount: float, rng) -> np.ndarr
     return audio + amount * wet
 
 
+# How far back on the stage each section sits, 0 (front) to 1 (back): it sets how much of
+# the hall a microphone hears of it (see production.place_stems).
+_DEPTH = {
+    CELLO: 0.25, CONTRABASS: 0.35, TIMPANI: 0.95, TRUMPET: 0.85, HORN: 0.75,
+    OBOE: 0.55, FLUTE: 0.55, CLARINET: 0.55, BASSOON: 0.6,
+}
+
+
+def _depth(channel: _Channel) -> float:
+    if channel.drums:
+        return 0.95
+    if channel.role == "solo":
+        return 0.0
+    return _DEPTH.get(channel.program, 0.2 if 40 <= channel.program <= 51 else 0.6)
+
+
+@dataclass
+class Stem:
+    """One section's sound, (n, 2) float32, and where it sits on the stage."""
+
+    audio: np.ndarray
+    program: int
+    role: str
+    depth: float
+
+
+@functools.lru_cache(maxsize=None)
+def _synth(soundfont: str, rate: int):
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=rate)
+    return synth, synth.sfload(str(soundfont_path(soundfont)))
+
+
+def _render_player(channel: _Channel, perf: Performance, n_total: int, rate: int, tuning_cents: float,
+                   onsets: np.ndarray, gain_db: np.ndarray, pan: int) -> np.ndarray:
+    """One player of a section: the channel's notes at the given onsets and velocity gains."""
+    synth, sfid = _synth(channel.soundfont, rate)
+    chan = 9 if channel.drums else 0
+    bank = 128 if channel.drums else 0
+    try:
+        synth.program_select(chan, sfid, bank, channel.program, is_drums=channel.drums)
+    except RuntimeError:  # a bank without that kit or preset plays its first one
+        synth.program_select(chan, sfid, bank, 0, is_drums=channel.drums)
+    synth.control_change(chan, 7, channel.volume)
+    synth.control_change(chan, 10, int(np.clip(pan, 0, 127)))
+    synth.pitchbend_range(chan, 2.0)
+    synth.pitchbend(chan, int(np.clip(round(8192 + tuning_cents / 200.0 * 8192), 0, 16383)))
+    out = np.zeros((n_total, 2), np.float32)
+    # (sample, order, kind, a, b); at one instant note-offs go first so a repeated key is
+    # not silenced by the previous note's release.
+    events = []
+    for (start, end, pitch, velocity), onset, gain in zip(channel.notes, onsets, gain_db):
+        velocity = int(np.clip(round(velocity * 10 ** (gain / 20)), 1, 127))
+        events.append((int(round(onset * rate)), 2, "on", int(pitch), velocity))
+        off = max(end + onset - start, onset + 0.02)
+        events.append((int(round(off * rate)), 0, "off", int(pitch), 0))
+    if not channel.drums:
+        events += [(int(round(t * rate)), 1, "cc", 11, int(v)) for t, v in zip(*perf.expression)]
+    events.sort()
+    pos = 0
+    for sample, _, kind, a, b in events:
+        sample = min(sample, n_total)
+        if sample > pos:
+            synth.generate_simple(sample - pos, buffer=memoryview(out[pos:sample]).cast("B"))
+            pos = sample
+        if kind == "on":
+            synth.noteon(chan, a, b)
+        elif kind == "off":
+            synth.noteoff(chan, a)
+        else:
+            synth.control_change(chan, a, b)
+    if pos < n_total:
+        synth.generate_simple(n_total - pos, buffer=memoryview(out[pos:]).cast("B"))
+    synth.sounds_off(chan)
+    synth.control_change(chan, 11, 127)
+    return out
+
+
+def render_stems(perf: Performance, tail: float = RELEASE_TAIL_S, rate: int = SYNTH_RATE) -> list[Stem]:
+    """Each section of the performance rendered on its own at ``rate``, ``tail`` seconds past
+    the last note-off.  A section of several players renders each apart: their tuning spreads
+    by the voicing's ``detune_cents``, their onsets by its ``player_spread_s`` (a steady lean
+    plus a note-by-note scatter), their loudness by a decibel or so, and they sit a little
+    apart across the section's place on the stage."""
+    n_total = _n_samples(perf, rate, tail)
+    voicing = perf.voicing
+    rng = np.random.default_rng([perf.labels.seed, 2])
+    stems = []
+    for channel in perf.channels:
+        audio = np.zeros((n_total, 2), np.float32)
+        n = len(channel.notes)
+        for player in range(channel.players):
+            if channel.players == 1:
+                tuning, onsets, gains, pan = 0.0, channel.notes[:, 0], np.zeros(n), channel.pan
+            else:
+                tuning = float(rng.normal(0.0, voicing.detune_cents))
+                lean = rng.normal(0.0, 0.5 * voicing.player_spread_s)
+                scatter = np.clip(rng.normal(0.0, voicing.player_spread_s, n), -0.05, 0.05)
+                onsets = np.maximum(0.0, channel.notes[:, 0] + lean + scatter)
+                gains = rng.normal(0.0, 1.0, n)
+                pan = channel.pan + int(round(24 * (player / (channel.players - 1) - 0.5)))
+            audio += _render_player(channel, perf, n_total, rate, tuning, onsets, gains, pan)
+        # A section is louder than one player but far less than their sum (they are not in phase).
+        audio *= channel.players ** -0.35
+        stems.append(Stem(audio, channel.program, channel.role, _depth(channel)))
+    return stems
+
+
 def synthesize(
     perf: Performance,
     sample_rate: int = 22050,
@@ -759,45 +1017,12 @@ def synthesize(
     The buffer ends ``tail`` seconds after the last note-off and only its last ``fade``
     seconds are faded, so a final cut-off keeps its natural release.
     """
-    import tinysoundfont
+    import soxr
 
-    synth = tinysoundfont.Synth(samplerate=sample_rate)
-    sfid = synth.sfload(str(soundfont_path()))
-    n_total = _n_samples(perf, sample_rate, tail)
-    out = np.zeros((n_total, 2), np.float32)
-
-    # (sample, order, kind, channel, a, b); at one instant note-offs go first so a
-    # repeated key is not silenced by the previous note's release.
-    events = []
-    midi_channels = [c for c in range(16) if c != 9]  # channel 10 is percussion in GM
-    for chan, channel in zip(midi_channels, perf.channels):
-        synth.program_select(chan, sfid, 0, channel.program)
-        synth.control_change(chan, 7, channel.volume)
-        synth.control_change(chan, 10, channel.pan)
-        for start, end, pitch, velocity in channel.notes:
-            events.append((int(round(start * sample_rate)), 2, "on", chan, int(pitch),
-                           int(velocity)))
-            events.append((int(round(end * sample_rate)), 0, "off", chan, int(pitch), 0))
-        for t, value in zip(*perf.expression):
-            events.append((int(round(t * sample_rate)), 1, "cc", chan, 11, int(value)))
-    events.sort()
-
-    pos = 0
-    for sample, _, kind, chan, a, b in events:
-        sample = min(sample, n_total)
-        if sample > pos:
-            synth.generate_simple(sample - pos, buffer=memoryview(out[pos:sample]).cast("B"))
-            pos = sample
-        if kind == "on":
-            synth.noteon(chan, a, b)
-        elif kind == "off":
-            synth.noteoff(chan, a)
-        else:
-            synth.control_change(chan, a, b)
-    if pos < n_total:
-        synth.generate_simple(n_total - pos, buffer=memoryview(out[pos:]).cast("B"))
-
-    audio = out.astype(np.float64)
+    audio = np.sum([stem.audio for stem in render_stems(perf, tail)], axis=0).astype(np.float64)
+    if sample_rate != SYNTH_RATE:
+        audio = soxr.resample(audio, SYNTH_RATE, sample_rate, "HQ")
+    audio = _fit_length(audio, _n_samples(perf, sample_rate, tail))
     if reverb:
         audio = _reverb(audio, sample_rate, reverb, np.random.default_rng([perf.labels.seed, 1]))
     n_fade = min(len(audio), int(fade * sample_rate))
@@ -809,6 +1034,13 @@ def synthesize(
     if peak > 0:
         audio *= 10 ** (-1 / 20) / peak
     return audio.astype(np.float32)
+
+
+def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
+    """``audio`` cut or zero-padded to ``n`` samples (resampling rounds the length)."""
+    if len(audio) >= n:
+        return audio[:n]
+    return np.concatenate([audio, np.zeros((n - len(audio),) + audio.shape[1:], audio.dtype)])
 
 
 def render_excerpt(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gm_blender_addon.core.motion import FPS
-from gm_blender_addon.training import corpus
+from gm_blender_addon.training import corpus, score_render
 
 
 @pytest.mark.parametrize("rights, tier", [
@@ -58,7 +58,7 @@ def test_augment_returns_mono_at_the_analysis_rate():
     mono, params = corpus.augment(stereo, 32000, rng)
     assert mono.ndim == 1 and mono.dtype == np.float32
     assert len(mono) == pytest.approx(22050, abs=2)
-    assert np.max(np.abs(mono)) <= 1.0 and params["synth_rate"] == 32000
+    assert np.max(np.abs(mono)) <= 1.0
 
 
 def test_one_excerpt_end_to_end(tmp_path, monkeypatch):
@@ -90,3 +90,23 @@ def test_one_excerpt_end_to_end(tmp_path, monkeypatch):
     assert mel.shape == (4 * 90, 128) and mel.dtype == np.float32
     assert motion.shape == (4 * 30, 13, 2) and motion.dtype == np.float32
     assert 0.0 <= mel.min() and mel.max() <= 1.0
+
+
+@pytest.mark.parametrize("busyness, slow_beat, low, high", [
+    (2.0, False, 55, 145),   # eighth notes: the whole comfortable range
+    (6.0, False, 55, 100),   # sixteenth-note triplets: at most 10 notes a second
+    (0.5, False, 90, 145),   # half notes: fast enough that the beat is heard
+    (3.0, True, 40, 100),    # 6/8 in running eighths
+])
+def test_listener_tempo_keeps_the_notated_beat_tappable(busyness, slow_beat, low, high):
+    tempi = [corpus.listener_tempo(busyness, slow_beat, np.random.default_rng(i)) for i in range(300)]
+    assert low <= min(tempi) and max(tempi) <= high
+    assert max(tempi) / min(tempi) > 1.4  # still a spread of tempi
+
+
+def test_sampled_voicings_vary_soundfonts_sections_and_percussion():
+    voicings = [corpus.sample_voicing(np.random.default_rng(i), tuple(corpus.SOUNDFONT_WEIGHTS)) for i in range(100)]
+    assert {f for v in voicings for f in v.soundfonts} == set(corpus.SOUNDFONT_WEIGHTS)
+    assert {v.section_players for v in voicings} == {1, 2, 3}
+    assert {v.percussion for v in voicings} == {None, *score_render.PERCUSSION_STYLES}
+    assert all(0.005 <= v.entrance_spread_s <= 0.02 for v in voicings)

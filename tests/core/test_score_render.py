@@ -140,3 +140,54 @@ def test_cli_writes_wav_and_labels(tmp_path):
     assert rate == labels["sample_rate"] == 22050
     assert len(audio) / rate == pytest.approx(labels["duration"], abs=1e-3)
     assert labels["bars"] == [1, 2] and len(labels["beats"]) == 8
+
+
+@pytest.mark.parametrize("style", score_render.PERCUSSION_STYLES)
+def test_percussion_plays_on_the_beat_grid(style):
+    voicing = score_render.Voicing(percussion=style)
+    perf = score_render.plan_excerpt("bach/bwv66.6", 1, 8, tempo_bpm=100, ritardando=0.0, seed=4,
+                                     dynamics=[(1.0, 0.9), (9.0, 0.9)], voicing=voicing)
+    drums = [c for c in perf.channels if c.drums]
+    assert len(drums) == 1 and len(drums[0].notes)
+    beats, onsets = perf.labels.beats, drums[0].notes[:, 0]
+    sixteenth = np.diff(beats).mean() / 4
+    # Every stroke lies on the grid of sixteenths, triplet eighths or thirty-seconds from a beat, give or take the
+    # player's timing, and most beats have one.
+    grid = np.concatenate([beats + k * sixteenth / 2 for k in range(8)] +
+                          [beats + k * np.diff(beats).mean() / 3 for k in (1, 2)])
+    assert np.all(np.min(np.abs(onsets[:, None] - grid[None]), axis=1) < 0.02)
+    covered = np.min(np.abs(beats[:, None] - onsets[None]), axis=1) < 0.02
+    assert covered.mean() >= (0.15 if style == "accents" else 0.9)
+
+
+def test_a_section_of_players_stays_on_the_beat():
+    voicing = score_render.Voicing(section_players=3, detune_cents=10.0, player_spread_s=0.015,
+                                   soundfonts=("timgm6mb",))
+    rendered_perf = score_render.plan_excerpt("bach/bwv66.6", 0, seconds=6, tempo_bpm=90, ritardando=0.25,
+                                              lead_in=0.5, seed=3, voicing=voicing)
+    strings = [c for c in rendered_perf.channels if c.program == score_render.STRINGS]
+    assert strings and all(c.players == 3 for c in strings)
+    audio = score_render.synthesize(rendered_perf, 22050)
+    times, flux = _spectral_flux(audio.mean(axis=1))
+    beats = rendered_perf.labels.beats
+    sixteenth = np.diff(beats).mean() / 4
+
+    def peaks(shift):
+        return np.array([flux[(times > b + shift - 0.03) & (times < b + shift + 0.08)].max() for b in beats[:-1]])
+
+    # Several players a few milliseconds apart soften each attack, but it still falls on the beat, not after it.
+    on_beat, late = peaks(0.0), peaks(sixteenth)
+    assert np.mean(on_beat > late) >= 0.75 and np.median(on_beat) > 1.25 * np.median(late)
+
+
+def test_score_staccato_shortens_notes():
+    # The quartet's opening bars mark staccato throughout.
+    legato = score_render.plan_excerpt("beethoven/opus18no1/movement1", 1, 30, tempo_bpm=100, seed=7)
+    marked = score_render.plan_excerpt("beethoven/opus18no1/movement1", 1, 30, tempo_bpm=100, seed=7,
+                                       voicing=score_render.Voicing(score_articulation=True))
+
+    def sounding(perf):
+        return sum(float(np.sum(c.notes[:, 1] - c.notes[:, 0])) for c in perf.channels)
+
+    assert np.array_equal(legato.labels.beats, marked.labels.beats)
+    assert sounding(marked) < 0.95 * sounding(legato)
