@@ -1,9 +1,11 @@
 """Train the beat / downbeat / meter TCN of `core.tracker` on the score corpus and export it as numpy weights.
 
-    python -m gm_blender_addon.training.tracker_train --corpus data/corpus --out weights/tracker_tcn.npz --minutes 30
+    python -m gm_blender_addon.training.tracker_train --corpus data/corpus [data/corpus2 ...] \
+        --out weights/tracker_tcn.npz --minutes 30
 
-``--init WEIGHTS`` starts from earlier exported weights instead of from scratch (the shipped weights were trained on
-the 5 h corpus, then fine-tuned on the 20 h one; see their manifest entry).
+``--init WEIGHTS`` starts from earlier exported weights instead of from scratch, with their width and dilations.
+Several corpus folders (builds with different seeds, made in parallel) train as one: their train splits are pooled,
+and so are their validation splits.
 
 Training runs for a wall-clock budget on one CPU thread, checkpoints every evaluation (``<out>.ckpt.pt``; a rerun
 resumes from it) and keeps the weights that decode best on the validation split.  Augmentation on top of the
@@ -37,7 +39,7 @@ TEMPO_WEIGHT = 0.3
 TEMPO_SIGMA = 0.04  # relative width of the soft beat-period target (log scale)
 STRETCH = (0.8, 1.25)
 BAND_SHIFT = 2
-EVAL_EVERY = 250
+EVAL_EVERY = 1000
 LEARNING_RATE = 2e-3
 # Share of training crops given a percussion part.  The rendered corpus has no drums, and a network trained on it
 # alone heard a steady 120-180 BPM click with a bass note on each bar line at half tempo.
@@ -239,20 +241,32 @@ def evaluate(network: tr.TCN, excerpts: Sequence[Excerpt], fps: float = ANALYSIS
             "meter_accuracy": float(np.mean(meter_ok))}
 
 
-def train(corpus: Path, out: Path, minutes: float, log=print, init: Path | None = None,
+def _load_splits(corpora: Sequence[Path], split: str, loaded: dict[Path, Excerpt] | None = None) -> dict[Path, Excerpt]:
+    for corpus in corpora:
+        loaded = load_split(corpus / split, loaded)
+    return loaded
+
+
+def train(corpora: Sequence[Path], out: Path, minutes: float, log=print, init: Path | None = None,
           learning_rate: float = LEARNING_RATE) -> dict:
-    """Train for `minutes`, from scratch or, with `init`, from earlier exported weights (fine-tuning)."""
+    """Train for `minutes` on the pooled corpus folders, from scratch or, with `init`, from earlier exported weights
+    (fine-tuning)."""
     import torch
 
     torch.set_num_threads(1)
-    train_loaded = load_split(corpus / "train")
-    val_set = list(load_split(corpus / "val").values())
+    train_loaded = _load_splits(corpora, "train")
+    val_set = list(_load_splits(corpora, "val").values())
     if not train_loaded or not val_set:
-        raise TrainingError(f"{corpus} has no train or val excerpts; build it with training.corpus first")
+        raise TrainingError(f"{', '.join(map(str, corpora))}: no train or val excerpts; build them with "
+                            "training.corpus first")
     train_set = list(train_loaded.values())
-    model = build_model()
-    if init is not None:
+    if init is None:
+        dilations = DILATIONS
+        model = build_model(CHANNELS, dilations)
+    else:
         with np.load(init) as data:
+            dilations = tuple(int(d) for d in data["dilations"])
+            model = build_model(int(data["input.weight"].shape[0]), dilations)
             model.load_state_dict({k: torch.from_numpy(data[k]) for k in model.state_dict()})
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     checkpoint = out.with_suffix(".ckpt.pt")
@@ -290,10 +304,10 @@ def train(corpus: Path, out: Path, minutes: float, log=print, init: Path | None 
         step += 1
         if step % EVAL_EVERY == 0:
             # The corpus may still be building: new excerpts join at each evaluation.
-            train_loaded = load_split(corpus / "train", train_loaded)
+            train_loaded = _load_splits(corpora, "train", train_loaded)
             train_set = list(train_loaded.values())
             model.eval()
-            export(model, scratch)
+            export(model, scratch, dilations)
             scores = evaluate(tr.TCN.load(scratch), val_set)
             scores.update(step=step, loss=float(np.mean(running)), train_excerpts=len(train_set),
                           train_hours=round(sum(e.log_mel.shape[1] for e in train_set) / ANALYSIS_RATE / 3600, 2))
@@ -308,14 +322,15 @@ def train(corpus: Path, out: Path, minutes: float, log=print, init: Path | None 
                         "best": best, "history": history}, checkpoint)
     if scratch.exists():
         scratch.unlink()
-    return {"best": best, "steps": step, "history": history,
-            "train_excerpts": len(train_set), "val_excerpts": len(val_set)}
+    return {"best": best, "steps": step, "history": history, "channels": int(model.input.out_channels),
+            "dilations": list(dilations), "train_excerpts": len(train_set), "val_excerpts": len(val_set)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gm_blender_addon.training.tracker_train",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--corpus", type=Path, nargs="+", default=[Path("data/corpus")],
+                        help="corpus folders, pooled")
     parser.add_argument("--out", type=Path, default=Path("weights/tracker_tcn.npz"))
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget")
     parser.add_argument("--init", type=Path, help="start from these exported weights instead of from scratch")
@@ -337,31 +352,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_manifest_entry(corpus: Path, path: Path, result: dict, init: Path | None = None,
+def write_manifest_entry(corpora: Sequence[Path], path: Path, result: dict, init: Path | None = None,
                          learning_rate: float = LEARNING_RATE, **extra) -> dict:
     """List `path` in the weights manifest; it is not made the default tracker (see
     core.tracker.approved_as_default)."""
     from ..weights import write_entry
 
-    training = f"python -m gm_blender_addon.training.tracker_train --corpus {corpus} --out {path}"
+    training = (f"python -m gm_blender_addon.training.tracker_train --corpus {' '.join(map(str, corpora))} "
+                f"--out {path}")
     if init is not None:
         training += f" --init {init}"
     if learning_rate != LEARNING_RATE:
         training += f" --learning-rate {learning_rate:g}"
-    corpus_manifest = json.loads((corpus / "corpus.json").read_text())
-    splits = corpus_manifest["splits"]
+    manifests = [json.loads((corpus / "corpus.json").read_text()) for corpus in corpora]
+
+    def total(split: str, key: str):
+        return round(sum(m["splits"][split][key] for m in manifests), 3)
+
+    def works(split: str) -> list[str]:
+        return sorted({w for m in manifests for w in m["splits"][split]["works"]})
+
     return write_entry(
         tr.MANIFEST_KIND, path,
-        architecture={"network": "TCN", "channels": CHANNELS, "dilations": list(DILATIONS),
+        architecture={"network": "TCN", "channels": result["channels"], "dilations": result["dilations"],
                       "input": "core.analysis.compute_spectral log_mel, 64 bands at 22050/512 Hz",
                       "heads": list(tr.HEADS) + ["beat period (tempo) distribution"],
                       "decoder": "Viterbi over beat period/phase, then meter/bar position"},
-        recipe={"corpus": corpus_manifest["recipe"], "training": training},
-        data={"train_hours": splits["train"]["hours"], "val_hours": splits["val"]["hours"],
-              "train_works": len(splits["train"]["works"]),
-              "held_out_test_works": splits["test"]["works"], "val_works": splits["val"]["works"],
-              "rights_tiers_trained_on": splits["train"]["rights_tiers"],
-              "excluded_corpus_folders": corpus_manifest["excluded_corpus_folders"]},
+        recipe={"corpus": [m["recipe"] for m in manifests], "training": training},
+        data={"train_hours": total("train", "hours"), "val_hours": total("val", "hours"),
+              "train_works": len(works("train")), "held_out_test_works": works("test"), "val_works": works("val"),
+              "rights_tiers_trained_on": {t: sum(m["splits"]["train"]["rights_tiers"][t] for m in manifests)
+                                          for t in ("stated", "unstated")},
+              "excluded_corpus_folders": manifests[0]["excluded_corpus_folders"]},
         licence=("Weights trained by the project; offered for commercial use. Training scores: music21 corpus "
                  "encodings of public-domain compositions whose encodings state a permissive licence (public "
                  "domain, CC0, CC-BY) or state none ('unstated' tier: Bach chorales, Beethoven, Mozart and Haydn "

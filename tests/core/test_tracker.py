@@ -72,7 +72,7 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, monkeypatch):
         parameter.data.normal_(0.0, 0.05)
     tracker_train.export(model, start)
     monkeypatch.setattr(tracker_train, "EVAL_EVERY", 1)
-    result = tracker_train.train(tmp_path / "corpus", tmp_path / "tuned.npz", minutes=0.01, log=lambda _: None,
+    result = tracker_train.train([tmp_path / "corpus"], tmp_path / "tuned.npz", minutes=0.01, log=lambda _: None,
                                  init=start, learning_rate=0.0)
     assert result["steps"] >= 1
     with np.load(start) as before, np.load(tmp_path / "tuned.npz") as after:
