@@ -376,14 +376,16 @@ def _walk(skeleton: Skeleton, n: int, local_rotation) -> np.ndarray:
         if q is not None:
             basis[:, :3, :3] = rot.matrix_from_quat(q)
         pose = unrotated @ basis
-        for follow in skeleton.follows.get(b, ()):
+        follows = skeleton.follows.get(b, ())
+        for follow in follows:
             if follow.local:
                 basis = _blend(_affine_inverse(unrotated) @ pose, bases[:, follow.target], follow)
                 pose = unrotated @ basis
             else:
                 pose = _blend(pose, world[:, follow.target], follow)
         world[:, b] = pose
-        bases[:, b] = _affine_inverse(unrotated) @ pose
+        # Only a constraint makes the pose differ from what the basis alone gives.
+        bases[:, b] = _affine_inverse(unrotated) @ pose if follows else basis
     return world
 
 
