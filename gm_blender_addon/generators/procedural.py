@@ -346,4 +346,5 @@ GENERATOR = GeneratorSpec(
     label="Procedural",
     description="Classic beat patterns from the detected beats, meter and dynamics; needs no weights",
     generate=_generate,
+    needs_audio=False,
 )
