@@ -108,8 +108,9 @@ class GM_OT_tap_beats(bpy.types.Operator):
 
     def modal(self, context, event):
         scene = context.scene
-        if event.type == TAP_KEY and event.value == "PRESS" and not event.is_repeat:
-            self.taps.append(scene_layer.seconds_at(scene.frame_current, scene_layer.frame_rate(scene)))
+        if event.type == TAP_KEY:  # every T event is taken, so the key's own shortcut never fires meanwhile
+            if event.value == "PRESS" and not event.is_repeat:
+                self.taps.append(scene_layer.seconds_at(scene.frame_current, scene_layer.frame_rate(scene)))
             return {"RUNNING_MODAL"}
         if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
             return self._finish(context)

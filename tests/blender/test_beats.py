@@ -165,3 +165,33 @@ def test_taps_snap_to_the_music_and_replace_the_markers_where_tapped(generated, 
 def test_tap_beats_needs_a_window():
     with pytest.raises(RuntimeError, match="needs Blender's window"):
         bpy.ops.gm.tap_beats("INVOKE_DEFAULT")
+
+
+def test_tap_beats_takes_t_presses_while_playing_and_writes_them_when_ended(generated):
+    """The modal operator's event handling, driven by stand-in events (the bpy module has no window to play in)."""
+    from types import SimpleNamespace
+
+    from gm_blender_addon.blender.beat_operators import GM_OT_tap_beats
+
+    scene, reports = generated, []
+    context = SimpleNamespace(scene=scene, window_manager=SimpleNamespace(event_timer_remove=lambda timer: None),
+                              screen=SimpleNamespace(is_animation_playing=True), workspace=None)
+    tapping = SimpleNamespace(taps=[], last_frame=scene.frame_current, timer=None,
+                              report=lambda kind, message: reports.append(message))
+    tapping._finish = lambda context: GM_OT_tap_beats._finish(tapping, context)
+
+    def event(kind, value="PRESS", repeat=False):
+        return GM_OT_tap_beats.modal(tapping, context, SimpleNamespace(type=kind, value=value, is_repeat=repeat))
+
+    for frame in (99, 114, 129, 144):
+        scene.frame_current = frame
+        assert event("T") == {"RUNNING_MODAL"}
+        assert event("T", repeat=True) == {"RUNNING_MODAL"}  # a held key taps once
+        assert event("TIMER") == {"PASS_THROUGH"}
+    assert event("SPACE") == {"PASS_THROUGH"}
+    context.screen.is_animation_playing = False  # no playback to stop: the test cannot play
+    assert event("ESC") == {"FINISHED"}
+    assert tapping.taps == [(frame - 1) / 30 for frame in (99, 114, 129, 144)]
+    assert "4 taps written as beat markers (moved onto the music's onsets)" in reports[-1]
+    frames = _beat_frames(scene)
+    assert all(min(abs(f - t) for f in frames) <= 1 for t in (99, 114, 129, 144))
