@@ -105,6 +105,31 @@ def bench_keyframes(performance, with_insert: bool) -> None:
     print(f"  keyframe_insert on the same data: {insert:.1f} s wall, {insert_cpu:.1f} s CPU → bulk is {insert / bulk:.0f}× faster (CPU: {insert_cpu / bulk_cpu:.0f}×)  (target ≥ 50×)")
 
 
+def bench_conduct_to_markers(folder: Path) -> None:
+    """Conduct to Markers after a correction, through the operator: markers read, motion generated from the kept
+    analysis, rig solved and keyed, markers renamed."""
+    import bpy
+
+    import gm_blender_addon
+
+    gm_blender_addon.register()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.gm_conductor.audio_path = str(repeated_demo(300.0, folder))
+    for generator in ("procedural", "m2sgan"):
+        scene.gm_conductor.generator = generator
+        bpy.ops.gm.generate()
+        markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+        markers[len(markers) // 2].frame += 2  # the user moves one beat
+        started, cpu = time.perf_counter(), time.process_time()
+        bpy.ops.gm.conduct_to_markers()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        target = "  (target ≤ 1 s)" if generator == "procedural" else " (decodes the audio again for the mel)"
+        print(f"Conduct to Markers, 5-minute piece, {generator} ({len(markers)} beat markers, keys written): "
+              f"{elapsed:.2f} s wall, {cpu:.2f} s CPU{target}")
+    gm_blender_addon.unregister()
+
+
 def run_cli(audio: Path, out: Path) -> tuple[float, float]:
     """(wall seconds, peak resident memory in GB) of one headless generate in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -156,6 +181,7 @@ def main() -> None:
         folder = Path(tmp)
         performance = bench_generation(folder)
         bench_keyframes(performance, not args.skip_insert)
+        bench_conduct_to_markers(folder)
         bench_cli(folder, not args.skip_hour)
         if args.pieces:
             bench_musicality(folder, args.pieces)

@@ -4,6 +4,7 @@
     python -m gm_blender_addon capture VIDEO --out OUT.npz [--smoothing S] [--audio-out OUT.wav | --no-audio]
     python -m gm_blender_addon compare GENERATED.npz CAPTURED.npz [--audio MUSIC] --out DIR [--m2snet PATH]
     python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME] [--meter 3/4] [--tempo BPM]
+        [--beats FILE]
     blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
 
 Exit codes: 0 everything done, 1 at least one input failed (the others are still done), 2 bad arguments.
@@ -18,14 +19,16 @@ import time
 import traceback
 from pathlib import Path
 
-from .core.analysis import METER_ALIASES, METER_NAMES, AnalysisError, MusicHints
+from .core.analysis import METER_ALIASES, METER_NAMES, AnalysisError, GivenBeats, MusicHints
 from .core.audio import SUPPORTED_SUFFIXES, AudioError
+from .core.beats_file import BeatsFileError, read_beats
 from .core.motion import MotionFileError
 from .core.retarget import RigMapError
 from .generators import registry
 
 # Errors that describe bad input: reported as one line, without a traceback.
-INPUT_ERRORS = (AudioError, AnalysisError, registry.GeneratorError, RigMapError, MotionFileError)
+INPUT_ERRORS = (AudioError, AnalysisError, BeatsFileError, registry.GeneratorError, RigMapError,
+                MotionFileError)
 
 
 class UsageError(ValueError):
@@ -70,6 +73,13 @@ def _tempo(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _beats(text: str) -> GivenBeats:
+    try:
+        return read_beats(text)
+    except BeatsFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _add_hint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meter", choices=[*METER_NAMES, *METER_ALIASES], metavar="METER",
                         help=f"the music's meter when detection gets it wrong: {', '.join(METER_NAMES)} (or 2/2, "
@@ -77,10 +87,18 @@ def _add_hint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tempo", type=_tempo, metavar="BPM",
                         help="the beat's tempo, roughly, when the detected beat runs at double, half or another "
                              "speed")
+    parser.add_argument("--beats", type=_beats, metavar="FILE",
+                        help="conduct these beats instead of tracking them: analyze --json output, an Audacity label "
+                             "track, or text/CSV of times in seconds (second column: bar numbers, or 1 on downbeats)")
 
 
 def _hints(args) -> MusicHints:
-    return MusicHints(meter=args.meter, tempo_bpm=args.tempo)
+    """What the user says of the music; a contradiction (a tempo with a beats file, a meter against its bars) is a
+    usage error, found before any work."""
+    try:
+        return MusicHints(meter=args.meter, tempo_bpm=args.tempo, beats=args.beats)
+    except AnalysisError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _add_capture_commands(commands) -> None:
@@ -176,8 +194,9 @@ def _run_analyze(args) -> int:
         raise UsageError(f"--tracker must be auto or one of {', '.join(TRACKERS)}; got {args.tracker!r}.")
     if args.json is not None:
         _writable_target(args.json, folder=False, what="json")
+    hints = _hints(args)
     try:
-        analysis = analyse(load_audio(args.audio), tracker=args.tracker, hints=_hints(args))
+        analysis = analyse(load_audio(args.audio), tracker=args.tracker, hints=hints)
     except (AudioError, AnalysisError, TrackerWeightsError, WeightsError) as exc:
         print(f"{args.audio.name}: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -268,11 +287,11 @@ class _ProgressLine:
             sys.stderr.write("\r\033[K")
 
 
-def _generate_one(args, audio: Path, paths: dict, options: dict, progress: _ProgressLine) -> str:
+def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHints, progress: _ProgressLine) -> str:
     from .pipeline import perform
 
     performance = perform(
-        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options, hints=_hints(args),
+        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options, hints=hints,
         progress=lambda fraction, message: progress(0.85 * fraction, message),
     )
     if paths["keypoints"]:
@@ -305,8 +324,11 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, progress: _Prog
 
 def _run_generate(args) -> int:
     options = _validate(args)
+    hints = _hints(args)
     files = _collect_audio(args.audio)
     several = len(files) > 1 or any(p.is_dir() for p in args.audio)
+    if several and hints.beats is not None:
+        raise UsageError("--beats gives the beats of one recording: generate one audio file with it.")
     for name in ("out", "keypoints", "render"):
         target = getattr(args, name)
         if target is not None:
@@ -323,7 +345,7 @@ def _run_generate(args) -> int:
         started = time.perf_counter()
         paths = _outputs(args, audio, several)
         try:
-            summary = _generate_one(args, audio, paths, options, progress)
+            summary = _generate_one(args, audio, paths, options, hints, progress)
         except INPUT_ERRORS as exc:
             progress.done()
             failures += 1

@@ -1,6 +1,7 @@
 """The data path from an audio file to bone rotations, shared by the panel, the CLI and the tests (no bpy).
 
 audio → analysis → generator → Motion → lift with the rig's proportions → per-bone solve → quaternions.
+Conducting again to beats the user corrected starts from a kept analysis instead (`perform_to_beats`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.analysis import DEFAULT_TRACKER, MusicAnalysis, MusicHints, Progress, analyse
+from .core.analysis import (DEFAULT_TRACKER, GivenBeats, MusicAnalysis, MusicHints, Progress, analyse,
+                            analysis_from_record)
 from .core.audio import Audio, load_audio
 from .core.lift import lift
 from .core.motion import Motion
@@ -21,7 +23,7 @@ from .generators import registry
 
 @dataclass
 class Performance:
-    audio: Audio
+    audio: Audio | None  # None where the generator did not need the audio decoded (see perform_to_beats)
     analysis: MusicAnalysis
     motion: Motion
 
@@ -49,16 +51,46 @@ def perform(
         progress(0.0, "Loading audio")
     audio = load_audio(audio_path)
     analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6), hints=hints)
+    return _generate(generator, audio, analysis, seed, checkpoint, options, _scaled(progress, 0.6, 1.0))
+
+
+def _generate(generator: str, audio: Audio | None, analysis: MusicAnalysis, seed: int,
+              checkpoint: str | Path | None, options: dict[str, Any] | None, progress: Progress | None) -> Performance:
     request = registry.Request(
         audio=audio,
         analysis=analysis,
         seed=seed,
         checkpoint=Path(checkpoint) if checkpoint else None,
         options=dict(options or {}),
-        progress=_scaled(progress, 0.6, 1.0),
+        progress=progress,
     )
-    motion = registry.generate(generator, request)
-    return Performance(audio=audio, analysis=analysis, motion=motion)
+    return Performance(audio=audio, analysis=analysis, motion=registry.generate(generator, request))
+
+
+def perform_to_beats(
+    beats: GivenBeats,
+    record: dict | None,
+    audio_path: str | Path,
+    generator: str = "procedural",
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Performance:
+    """The conductor's motion for beats the user gave, from the analysis kept of an earlier generation (`record`,
+    see `analysis_record`): nothing is analysed again, and the audio is decoded only for generators that need it.
+    Without a record the audio is analysed around the beats. Raises AudioError, AnalysisError or GeneratorError."""
+    if record is None:
+        return perform(audio_path, generator, seed=seed, checkpoint=checkpoint, options=options, progress=progress,
+                       hints=MusicHints(beats=beats))
+    spec = registry.get(generator)
+    analysis = analysis_from_record(record, beats)
+    audio = None
+    if spec.needs_audio:
+        if progress:
+            progress(0.0, "Loading audio")
+        audio = load_audio(audio_path)
+    return _generate(generator, audio, analysis, seed, checkpoint, options, _scaled(progress, 0.1, 1.0))
 
 
 def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -74,6 +74,11 @@ def _remove_collection(collection) -> None:
     bpy.data.collections.remove(collection)
 
 
+def result_line(applied, analysis) -> str:
+    """What the panel shows of the last result."""
+    return f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}"
+
+
 def target_armature(context):
     """The armature the panel works on: the one chosen in the panel, else the active object if it is one."""
     chosen = context.scene.gm_conductor.armature
@@ -204,10 +209,7 @@ class GM_OT_generate(bpy.types.Operator):
         if rig_maps.stored(armature) is None:
             rig_maps.store(armature, rig_map)  # shown in the panel from now on, to edit if needed
         settings.armature = armature
-        analysis = performance.analysis
-        settings.last_result = (
-            f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}"
-        )
+        settings.last_result = result_line(applied, performance.analysis)
         self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}")
         return {"FINISHED"}
 

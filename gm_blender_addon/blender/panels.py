@@ -36,12 +36,18 @@ class GM_PT_conductor(ConductorTab, bpy.types.Panel):
         for option in spec.options:
             layout.prop(settings.options, option_key(spec.name, option))
         layout.prop(settings, "meter")
-        layout.prop(settings, "tempo")
+        tempo = layout.row()
+        tempo.active = not settings.beats_path  # the beats file's beats are conducted as they are
+        tempo.prop(settings, "tempo")
+        layout.prop(settings, "beats_path")
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
         layout.prop(settings, "armature")
         if GM_OT_generate.running is None:
             layout.operator("gm.generate", icon="PLAY")
+            row = layout.row(align=True)
+            row.operator("gm.conduct_to_markers", icon="MARKER_HLT")
+            row.operator("gm.tap_beats", icon="REC")
         else:
             fraction, message = GM_OT_generate.running.progress
             layout.label(text=f"{message} ({100 * fraction:.0f}%), Esc to cancel", icon="SORTTIME")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..core.analysis import METER_ALIASES, METER_NAMES, MusicHints
+from ..core.beats_file import read_beats
 from ..core.tracker import MAX_BPM
 from ..generators import registry
 
@@ -81,9 +82,11 @@ GM_GeneratorOptions = type(
 
 
 def music_hints(settings) -> MusicHints:
-    """The meter and tempo the user gave (Detect and 0 leave them to detection); AnalysisError if out of range."""
+    """The meter, tempo and beats file the user gave (Detect, 0 and empty leave them to detection; a beats file
+    leaves the tempo unused); AnalysisError if out of range, BeatsFileError for a file that cannot be read."""
+    beats = read_beats(bpy.path.abspath(settings.beats_path)) if settings.beats_path else None
     return MusicHints(meter=None if settings.meter == "AUTO" else settings.meter,
-                      tempo_bpm=settings.tempo or None)
+                      tempo_bpm=None if beats is not None else settings.tempo or None, beats=beats)
 
 
 def generator_options(settings) -> dict:
@@ -111,6 +114,12 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
     tempo: bpy.props.FloatProperty(
         name="Tempo", description="The beat's tempo in BPM, roughly, when the detected beat runs at double, half or "
         "another speed; 0 detects it", min=0.0, max=MAX_BPM, precision=0,
+    )
+    beats_path: bpy.props.StringProperty(
+        name="Beats File", subtype="FILE_PATH",
+        description="Beats to conduct instead of detecting them: the JSON analyze --json writes, an Audacity label "
+        "track, or text/CSV with a time in seconds per line (and bar numbers, or 1 on downbeats, in a second "
+        "column); empty detects the beats",
     )
     seed: bpy.props.IntProperty(name="Seed", description="Different seeds give different performances", min=0)
     smoothing: bpy.props.FloatProperty(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import capture_operators, capture_panels, operators, panels, rig_maps
+from . import beat_operators, capture_operators, capture_panels, operators, panels, rig_maps
 from .preferences import GM_Preferences
 from .properties import GM_ConductorSettings, GM_GeneratorOptions
 
@@ -12,6 +12,7 @@ CLASSES = (
     (GM_GeneratorOptions, GM_ConductorSettings, GM_Preferences)
     + rig_maps.CLASSES
     + operators.CLASSES
+    + beat_operators.CLASSES
     + panels.CLASSES
     + capture_operators.CLASSES
     + capture_panels.CLASSES

@@ -1,29 +1,34 @@
-"""Putting a performance into a scene: keys on the armature, the music in the sequencer, bar markers, timing.
+"""Putting a performance into a scene: keys on the armature, the music in the sequencer, beat markers, timing, and
+the analysis kept for conducting again to the markers.
 
 Everything that can fail (rig map, solve, building the action) happens before the scene is touched; what follows
 only assigns finished data, so a failure leaves the user's scene as it was.
+
+The music starts at frame 1: a time t (seconds) is frame 1 + t × the scene's frame rate, which Generate sets to 30.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 
+from ..core.analysis import (RECORD_VERSION, GivenBeats, MusicAnalysis, analysis_record, beat_positions,
+                             typical_bar_length)
+from ..core.beat_markers import beats_from_markers, is_beat_marker, marked_beats, marker_name, with_taps
 from ..core.motion import FPS
 from ..core.retarget import RigMap, RigMapError
 from ..pipeline import Performance, solve_for_rig
 from . import compat, keyframes, rigs
 
 AUDIO_STRIP = "GM Music"
-# Generated markers: "Bar N" on downbeats, "N.k" on the other beats (beat k of bar N).
-MARKER = re.compile(r"^(Bar \d+|\d+\.\d+)$")
 GENERATED = "gm_generated"
 FIRST_FRAME = 1
+# The scene's custom property where Generate keeps the analysis (a record: see core.analysis.analysis_record).
+ANALYSIS = "gm_analysis"
 
 
 @dataclass
@@ -35,13 +40,22 @@ class Applied:
     keyed_bones: int
 
 
-def frame_of(seconds: float) -> int:
-    return FIRST_FRAME + int(round(seconds * FPS))
+def frame_rate(scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def frame_of(seconds: float, fps: float) -> int:
+    return FIRST_FRAME + int(round(seconds * fps))
+
+
+def seconds_at(frame: float, fps: float) -> float:
+    return (frame - FIRST_FRAME) / fps
 
 
 def configure_timeline(scene, duration: float) -> None:
-    scene.render.fps = FPS
-    scene.render.fps_base = 1.0
+    if (scene.render.fps, scene.render.fps_base) != (FPS, 1.0):  # each assignment re-times the strips (40 ms)
+        scene.render.fps = FPS
+        scene.render.fps_base = 1.0
     scene.frame_start = FIRST_FRAME
     scene.frame_end = FIRST_FRAME + max(1, math.ceil(duration * FPS)) - 1
     scene.sync_mode = "AUDIO_SYNC"
@@ -59,17 +73,78 @@ def replace_sound_strip(scene, audio_path: Path):
     return strip
 
 
-def replace_beat_markers(scene, analysis) -> int:
-    """Mark every beat on the timeline, replacing earlier generated markers; returns the number of bars."""
-    for marker in [m for m in scene.timeline_markers if MARKER.match(m.name)]:
+def _beat_markers(scene) -> list:
+    """The scene's beat markers (see core.beat_markers) in time order; markers bound to a camera never are."""
+    return sorted((m for m in scene.timeline_markers if m.camera is None and is_beat_marker(m.name)),
+                  key=lambda m: m.frame)
+
+
+def _music_length(scene, record: dict | None) -> float:
+    """Seconds of music: the kept analysis's, else the scene's frame range (Generate fits it to the music)."""
+    if record is not None:
+        return record["duration"]
+    return seconds_at(scene.frame_end + 1, frame_rate(scene))
+
+
+def _marker_times(scene) -> list[tuple[str, float]]:
+    fps = frame_rate(scene)
+    return [(m.name, seconds_at(m.frame, fps)) for m in _beat_markers(scene)]
+
+
+def marker_beats(scene, record: dict | None) -> GivenBeats:
+    """The beats and bars of the scene's beat markers; AnalysisError when there are fewer than two."""
+    return beats_from_markers(_marker_times(scene), _music_length(scene, record))
+
+
+def write_beat_markers(scene, beats: np.ndarray, downbeats: np.ndarray, beats_per_bar: int) -> None:
+    """Make the beat markers exactly these beats, named `Bar N` and `N.k`; markers are reused in time order (so
+    most of a selection survives), extra ones removed and missing ones added."""
+    markers = _beat_markers(scene)
+    for marker in markers[len(beats):]:
         scene.timeline_markers.remove(marker)
-    for seconds, (bar, beat) in zip(analysis.beats, analysis.beat_positions()):
-        scene.timeline_markers.new(f"Bar {bar}" if beat == 1 and bar else f"{bar}.{beat}", frame=frame_of(seconds))
-    return len(analysis.downbeats)
+    fps = frame_rate(scene)
+    for i, (seconds, position) in enumerate(zip(beats, beat_positions(beats, downbeats, beats_per_bar))):
+        if i < len(markers):
+            markers[i].name, markers[i].frame = marker_name(*position), frame_of(seconds, fps)
+        else:
+            scene.timeline_markers.new(marker_name(*position), frame=frame_of(seconds, fps))
 
 
-def apply_performance(scene, armature, performance: Performance, rig_map: RigMap, smoothing: float) -> Applied:
-    """Key `armature` with the performance and set the scene up around it; replaces an earlier generated result."""
+def write_taps(scene, taps: np.ndarray) -> int:
+    """Put tapped beats (seconds, already snapped) among the beat markers, replacing those where they were tapped;
+    the taps continue the bars before them. Returns the number of taps written; AnalysisError for fewer than two."""
+    record, _ = stored_analysis(scene)
+    beats, downbeats = marked_beats(_marker_times(scene), _music_length(scene, record))
+    per_bar = typical_bar_length(beats, downbeats) or (record["beats_per_bar"] if record else 4)
+    beats, downbeats = with_taps(beats, downbeats, per_bar, taps)
+    write_beat_markers(scene, beats, downbeats, per_bar)
+    return len(taps)
+
+
+def store_analysis(scene, analysis: MusicAnalysis, audio_path: Path) -> None:
+    record = analysis_record(analysis)
+    record["audio"] = str(audio_path)
+    scene[ANALYSIS] = record
+
+
+def stored_analysis(scene) -> tuple[dict | None, Path | None]:
+    """(the analysis record Generate kept, the music's file), or (None, None) for a scene generated before the
+    record existed, or whose record is of another version."""
+    group = scene.get(ANALYSIS)
+    if group is None or group.get("version") != RECORD_VERSION:
+        return None, None
+    record = {key: group[key] for key in group.keys()}
+    return record, Path(record.pop("audio"))
+
+
+def apply_performance(scene, armature, performance: Performance, rig_map: RigMap, smoothing: float,
+                      new_music: bool = True) -> Applied:
+    """Key `armature` with the performance and set the scene up around it; replaces an earlier generated result.
+
+    With `new_music` (Generate) the music's strip is put in the sequencer, the playhead at its start and the analysis
+    kept with the scene; conducting again to the beat markers leaves all three as they are. Either way the beat
+    markers are rewritten from the analysis.
+    """
     skeleton = rigs.snapshot(armature)
     parts = rig_map.resolve(skeleton.names, armature=f"Armature '{armature.name}'")
     switches = rig_map.resolve_properties(skeleton.names)
@@ -98,15 +173,18 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
             previous.use_fake_user = True
     action.name = name
 
-    configure_timeline(scene, performance.audio.duration)
-    replace_sound_strip(scene, performance.audio.path)
-    bars = replace_beat_markers(scene, performance.analysis)
-    scene.frame_set(FIRST_FRAME)
+    analysis = performance.analysis
+    configure_timeline(scene, analysis.duration)
+    if new_music:
+        replace_sound_strip(scene, performance.audio.path)
+        scene.frame_set(FIRST_FRAME)
+        store_analysis(scene, analysis, performance.audio.path)
+    write_beat_markers(scene, analysis.beats, analysis.downbeats, analysis.beats_per_bar)
     return Applied(
         armature_name=armature.name,
         action_name=action.name,
         frames=performance.motion.n_frames,
-        bars=bars,
+        bars=len(analysis.downbeats),
         keyed_bones=len(rotations),
     )
 

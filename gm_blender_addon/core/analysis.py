@@ -23,6 +23,10 @@ SILENCE_DB = -50.0
 MIN_SILENCE_S = 0.3
 # Silences longer than this stop the beat: the conductor cuts off, waits, then prepares the next entry.
 BEAT_GAP_S = 1.0
+# `MusicAnalysis.tracker` when the beats are the user's (a beats file, the timeline markers): nothing was tracked.
+GIVEN_TRACKER = "given"
+# The conductor's patterns beat 1 to 4 to the bar: bars the user marks longer than that are refused.
+MAX_BEATS_PER_BAR = 4
 
 Progress = Callable[[float, str], None]
 
@@ -48,16 +52,53 @@ def parse_meter(name: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class GivenBeats:
+    """Beats the user gives instead of having them tracked: times in seconds, and the downbeats among them where the
+    source marks bars (None: the bars are found as for tracked beats). `meter` is one the source states
+    ("6/8", as `analyze --json` writes it); `source` names where the beats come from, for messages.
+    """
+
+    beats: tuple[float, ...]
+    downbeats: tuple[float, ...] | None = None
+    meter: str | None = None
+    source: str = "the beats given"
+
+    def __post_init__(self):
+        times = np.asarray(self.beats, dtype=np.float64)
+        if len(times) < 2:
+            raise AnalysisError(f"Only {len(times)} beat(s) in {self.source}: at least two are needed to conduct.")
+        if not np.all(np.isfinite(times)) or times[0] < 0 or np.any(np.diff(times) <= 0):
+            raise AnalysisError(f"The times of {self.source} must be seconds from the start of the music, each later "
+                                "than the one before.")
+        if self.downbeats is not None and not np.all(np.isin(self.downbeats, times)):
+            raise AnalysisError(f"Every downbeat of {self.source} must be one of its beats.")
+        if self.meter is not None:
+            parse_meter(self.meter)
+        per_bar = typical_bar_length(times, self.bar_lines)
+        if per_bar is not None and per_bar > MAX_BEATS_PER_BAR:
+            raise AnalysisError(
+                f"The bars in {self.source} have {per_bar} beats; the conductor beats 1 to {MAX_BEATS_PER_BAR} to "
+                "the bar: give only the beats it should beat (6/8 in two: the dotted quarters)."
+            )
+
+    @property
+    def bar_lines(self) -> np.ndarray:
+        return np.asarray(self.downbeats or (), dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class MusicHints:
     """What the user says about the music where detection gets it wrong; None leaves it to detection.
 
     `meter` ("3/4", see METER_NAMES) replaces the detected one: the bar lines are then placed to fit it.  `tempo_bpm`,
     the beat's tempo roughly, holds the beat near it: for music whose beat is found at double, half or another speed.
-    Refused with an AnalysisError when made, before any audio is read.
+    `beats` replace the tracked ones: nothing is tracked, and the bars are the ones they mark, else found as for
+    tracked beats. Refused with an AnalysisError when made, before any audio is read.
     """
 
     meter: str | None = None
     tempo_bpm: float | None = None
+    beats: GivenBeats | None = None
 
     def __post_init__(self):
         if self.meter is not None:
@@ -65,6 +106,16 @@ class MusicHints:
         if self.tempo_bpm is not None and not MIN_BPM <= self.tempo_bpm <= MAX_BPM:
             raise AnalysisError(f"A tempo of {self.tempo_bpm:g} BPM cannot be conducted: give the tempo of the beat "
                                 f"the conductor should follow, {MIN_BPM:.0f} to {MAX_BPM:.0f} BPM.")
+        if self.beats is None:
+            return
+        if self.tempo_bpm is not None:
+            raise AnalysisError(f"The beats of {self.beats.source} are conducted as they are, so a tempo has nothing "
+                                "to steer: give the beats or the tempo, not both.")
+        per_bar = typical_bar_length(np.asarray(self.beats.beats), self.beats.bar_lines)
+        if self.meter is not None and per_bar is not None and per_bar != parse_meter(self.meter)[0]:
+            raise AnalysisError(f"The bars in {self.beats.source} have {per_bar} beats but the meter given, "
+                                f"{self.meter}, has {parse_meter(self.meter)[0]}: leave out the meter (the bars "
+                                "marked are used) or the bar marks.")
 
     @property
     def beat_grouping(self) -> tuple[int, int] | None:
@@ -139,16 +190,37 @@ class MusicAnalysis:
         return float(sounding[-1] + 1) / FPS if len(sounding) else 0.0
 
     def beat_positions(self) -> list[tuple[int, int]]:
-        """(bar, beat in the bar), both 1-based, of each beat; beats before the first downbeat (a pickup) are in
-        bar 0, numbered so that the pickup's last beat leads into beat 1."""
-        bars = np.searchsorted(self.downbeats - 1e-3, self.beats, side="right")
-        positions, count = [], 0
-        for i, bar in enumerate(bars):
-            count = count + 1 if i and bar == bars[i - 1] else 1
-            positions.append((int(bar), count))
-        pickup = int(np.sum(bars == 0))
-        return [(0, max(1, self.beats_per_bar - pickup + beat)) if bar == 0 else (bar, beat)
-                for bar, beat in positions]
+        return beat_positions(self.beats, self.downbeats, self.beats_per_bar)
+
+
+def beat_positions(beats: np.ndarray, downbeats: np.ndarray, beats_per_bar: int) -> list[tuple[int, int]]:
+    """(bar, beat in the bar), both 1-based, of each beat; beats before the first downbeat (a pickup) are in bar 0,
+    numbered so that the pickup's last beat leads into beat 1."""
+    bars = np.searchsorted(np.asarray(downbeats) - 1e-3, beats, side="right")
+    positions, count = [], 0
+    for i, bar in enumerate(bars):
+        count = count + 1 if i and bar == bars[i - 1] else 1
+        positions.append((int(bar), count))
+    pickup = int(np.sum(bars == 0))
+    return [(0, max(1, beats_per_bar - pickup + beat)) if bar == 0 else (bar, beat) for bar, beat in positions]
+
+
+def typical_bar_length(beats: np.ndarray, downbeats: np.ndarray) -> int | None:
+    """The most common number of beats from one downbeat to the next; None without two downbeats."""
+    if len(downbeats) < 2:
+        return None
+    lengths = np.diff(np.searchsorted(beats, np.asarray(downbeats) - 1e-6))
+    values, counts = np.unique(lengths, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _complete_bars(beats: np.ndarray, downbeats: np.ndarray, per_bar: int) -> np.ndarray:
+    """The downbeats given, with bars of `per_bar` beats counted on from the last one and back from the first."""
+    marked = np.searchsorted(beats, np.asarray(downbeats) - 1e-6)
+    index = np.arange(len(beats))
+    before = (index < marked[0]) & ((marked[0] - index) % per_bar == 0)
+    after = (index > marked[-1]) & ((index - marked[-1]) % per_bar == 0)
+    return beats[np.isin(index, marked) | before | after]
 
 
 def compute_spectral(audio: Audio) -> Spectral:
@@ -340,14 +412,37 @@ def _held_mask(onset: np.ndarray, silent: np.ndarray, tempo: np.ndarray) -> np.n
     return held & ~maximum_filter1d(active, 3)
 
 
+def _given_bars(given: GivenBeats, meter: tuple[int, int] | None,
+                estimate: Callable[[tuple[int, int] | None], tuple[int, int, int]]) -> tuple[np.ndarray, int, int]:
+    """(downbeats, beats per bar, subdivision) of beats the user gave.
+
+    The bars are the ones the beats mark, counted on in bars of their typical length before the first and after the
+    last; unmarked beats are grouped by `estimate(meter)` ((beats per bar, index of the first downbeat, subdivision)),
+    which also supplies whatever neither the beats nor the given `meter` say.
+    """
+    beats = np.asarray(given.beats, dtype=np.float64)
+    grouping = meter or (parse_meter(given.meter) if given.meter is not None else None)
+    if not len(given.bar_lines):
+        per_bar, phase, subdivision = estimate(grouping)
+        return beats[phase::per_bar], per_bar, subdivision
+    if grouping is None:
+        estimated, _, subdivision = estimate(None)
+        per_bar = typical_bar_length(beats, given.bar_lines) or estimated
+    else:
+        per_bar, subdivision = grouping
+    return _complete_bars(beats, given.bar_lines, per_bar), per_bar, subdivision
+
+
 def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None,
             hints: MusicHints = MusicHints()) -> MusicAnalysis:
     """Beats, meter, tempo and dynamics of `audio` at 30 fps, following what the user says in `hints`."""
     report = progress or (lambda fraction, message: None)
+    report(0.0, "Analysing the spectrum")
+    if hints.beats is not None:
+        return _analyse_around(hints.beats, audio, compute_spectral(audio), hints, report)
     tracker = resolve_tracker(tracker)
     if tracker not in TRACKERS:
         raise ValueError(f"unknown beat tracker {tracker!r}; available: {', '.join(TRACKERS)}")
-    report(0.0, "Analysing the spectrum")
     spectral = compute_spectral(audio)
     report(0.4, "Tracking beats")
     grid = TRACKERS[tracker]().track(audio, spectral, hints)
@@ -370,6 +465,23 @@ def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | N
     return analysis
 
 
+def _analyse_around(given: GivenBeats, audio: Audio, spectral: Spectral, hints: MusicHints,
+                    report: Progress) -> MusicAnalysis:
+    """The analysis of `audio` on the beats the user gave: nothing is tracked, and no beat is dropped."""
+    beats = np.asarray(given.beats, dtype=np.float64)
+    if beats[-1] > audio.duration:
+        raise AnalysisError(
+            f"There are beats after {audio.name} ends in {given.source} (the last at {beats[-1]:.2f} s; the music "
+            f"lasts {audio.duration:.2f} s): give the beats of this recording."
+        )
+    report(0.8, "Placing the bars and measuring dynamics")
+    downbeats, per_bar, subdivision = _given_bars(
+        given, hints.beat_grouping, lambda meter: estimate_meter(beats, spectral, meter))
+    analysis = assemble_analysis(audio, spectral, beats, downbeats, per_bar, subdivision, GIVEN_TRACKER)
+    report(1.0, "Analysis done")
+    return analysis
+
+
 def assemble_analysis(
     audio: Audio,
     spectral: Spectral,
@@ -385,29 +497,69 @@ def assemble_analysis(
     silent_fine = _silence_mask(spectral.level_db, spectral.rate)
     n_frames = max(1, int(np.ceil(audio.duration * FPS)))
     level_db = _to_fps(uniform_filter1d(spectral.level_db, int(0.3 * spectral.rate)), spectral.rate, n_frames)
-    loudness = np.clip((level_db + LOUDNESS_RANGE_DB) / LOUDNESS_RANGE_DB, 0.0, 1.0)
     silent = _to_fps(silent_fine.astype(np.float32), spectral.rate, n_frames) > 0.5
-    loudness[silent] = 0.0
-
-    ibi = np.diff(beats)
-    local_bpm = 60.0 / ibi
-    midpoints = 0.5 * (beats[1:] + beats[:-1])
-    tempo = np.interp(np.arange(n_frames) / FPS, midpoints, local_bpm).astype(np.float32)
-
     onset = spectral.onset / max(float(np.percentile(spectral.onset, 99)), 1e-9)
-    onset_fps = _to_fps(onset, spectral.rate, n_frames)
+    return _analysis_on_beats(audio.duration, level_db, silent, _to_fps(onset, spectral.rate, n_frames), beats,
+                              downbeats, per_bar, subdivision, tracker)
+
+
+def _analysis_on_beats(duration: float, level_db: np.ndarray, silent: np.ndarray, onset: np.ndarray,
+                       beats: np.ndarray, downbeats: np.ndarray, per_bar: int, subdivision: int,
+                       tracker: str) -> MusicAnalysis:
+    """The analysis from its 30 fps measurements and a beat grid; the tempo and the held notes follow the beats."""
+    loudness = np.clip((level_db + LOUDNESS_RANGE_DB) / LOUDNESS_RANGE_DB, 0.0, 1.0).astype(np.float32)
+    loudness[silent] = 0.0
+    local_bpm = 60.0 / np.diff(beats)
+    midpoints = 0.5 * (beats[1:] + beats[:-1])
+    tempo = np.interp(np.arange(len(level_db)) / FPS, midpoints, local_bpm).astype(np.float32)
     return MusicAnalysis(
-        duration=audio.duration,
+        duration=duration,
         beats=beats,
         downbeats=downbeats,
         beats_per_bar=per_bar,
         subdivision=subdivision,
         tempo_bpm=float(np.median(local_bpm)),
         tempo=tempo,
-        loudness=loudness.astype(np.float32),
+        loudness=loudness,
         level_db=level_db,
         silent=silent,
-        held=_held_mask(onset_fps, silent, tempo),
-        onset=onset_fps,
+        held=_held_mask(onset, silent, tempo),
+        onset=onset,
         tracker=tracker,
     )
+
+
+# What an analysis keeps besides its beats, so that the music can be conducted again to other beats without
+# analysing it again (`analysis_record`, `analysis_from_record`). A record of another version is not read.
+RECORD_VERSION = 1
+
+
+def analysis_record(analysis: MusicAnalysis) -> dict:
+    """The analysis without its beats, as plain numbers and float32/int32 arrays (about 12 bytes per frame)."""
+    return {
+        "version": RECORD_VERSION,
+        "duration": float(analysis.duration),
+        "beats_per_bar": int(analysis.beats_per_bar),
+        "subdivision": int(analysis.subdivision),
+        "level_db": np.asarray(analysis.level_db, dtype=np.float32),
+        "onset": np.asarray(analysis.onset, dtype=np.float32),
+        "silent": np.asarray(analysis.silent, dtype=np.int32),
+    }
+
+
+def analysis_from_record(record: dict, given: GivenBeats) -> MusicAnalysis:
+    """The recorded analysis on the beats the user gave; unmarked bars are counted in the recorded beats per bar
+    from the first beat. AnalysisError for beats outside the music."""
+    beats = np.asarray(given.beats, dtype=np.float64)
+    if beats[-1] > record["duration"]:
+        raise AnalysisError(f"There are beats after the music ends in {given.source} ({beats[-1]:.2f} s; the music "
+                            f"lasts {record['duration']:.2f} s): move them inside the music.")
+
+    def counted_from_first_beat(meter):
+        per_bar, subdivision = meter or (record["beats_per_bar"], record["subdivision"])
+        return per_bar, 0, subdivision
+
+    downbeats, per_bar, subdivision = _given_bars(given, None, counted_from_first_beat)
+    return _analysis_on_beats(record["duration"], np.asarray(record["level_db"], dtype=np.float32),
+                              np.asarray(record["silent"]).astype(bool), np.asarray(record["onset"], dtype=np.float32),
+                              beats, downbeats, per_bar, subdivision, GIVEN_TRACKER)

@@ -109,10 +109,27 @@ def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
     return [s for s in np.split(beats, breaks) if len(s)]
 
 
-def _bar_positions(analysis: MusicAnalysis) -> dict[float, int]:
-    beats, per_bar = analysis.beats, analysis.beats_per_bar
-    first = int(np.searchsorted(beats, analysis.downbeats[0])) if len(analysis.downbeats) else 0
-    return {float(b): (i - first) % per_bar for i, b in enumerate(beats)}
+def _bar_positions(analysis: MusicAnalysis, per_bar: int) -> dict[float, int]:
+    """Each beat's place in the pattern (0 the downbeat), counted from the bar line before it.
+
+    Bars may differ in length (a bar the tracker or the user made shorter or longer): the last beat of each bar is
+    the up-beat into the next downbeat, the others count from the downbeat. Beats before the first bar line count
+    back from it and those after the last run on in bars of `per_bar`.
+    """
+    beats = analysis.beats
+    bar_lines = np.unique(np.searchsorted(beats, analysis.downbeats - 1e-6))
+    if not len(bar_lines):
+        bar_lines = np.array([0])
+    positions = np.empty(len(beats), dtype=int)
+    positions[: bar_lines[0]] = (np.arange(bar_lines[0]) - bar_lines[0]) % per_bar
+    for start, stop in zip(bar_lines, [*bar_lines[1:], len(beats)]):
+        count = np.arange(stop - start)
+        if stop == len(beats):
+            positions[start:stop] = count % per_bar
+        else:
+            positions[start:stop] = np.minimum(count, max(per_bar - 2, 0))
+            positions[stop - 1] = per_bar - 1 if stop - start > 1 else 0
+    return {float(b): int(p) for b, p in zip(beats, positions)}
 
 
 class _Track:
@@ -153,7 +170,7 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
     """The beating hand, plus a per-frame weight that is 1 around cut-offs (the left hand joins them)."""
     per_bar = analysis.beats_per_bar if analysis.beats_per_bar in PATTERNS else 4
     pattern = np.array(PATTERNS[per_bar])
-    positions = _bar_positions(analysis)
+    positions = _bar_positions(analysis, per_bar)
     centre = np.array([0.40, 0.52 + style.plane_height, style.reach])
     loud = _shown_dynamics(analysis)
     held = gaussian_smooth(analysis.held.astype(np.float64), 0.3 * FPS)
@@ -329,4 +346,5 @@ GENERATOR = GeneratorSpec(
     label="Procedural",
     description="Classic beat patterns from the detected beats, meter and dynamics; needs no weights",
     generate=_generate,
+    needs_audio=False,
 )

@@ -43,9 +43,11 @@ class Option:
 
 @dataclass
 class Request:
-    """What a generator is asked to do: the music, a seed, its own options and a progress callback."""
+    """What a generator is asked to do: the music, a seed, its own options and a progress callback.
 
-    audio: Audio
+    `audio` is None only for generators that declare they work from the analysis alone (`needs_audio=False`)."""
+
+    audio: Audio | None
     analysis: MusicAnalysis
     seed: int = 0
     checkpoint: Path | None = None
@@ -67,6 +69,8 @@ class GeneratorSpec:
     # name in weights/manifest.json when the request names none.
     needs_checkpoint: bool = False
     options: tuple[Option, ...] = ()
+    # False for a generator that reads only the analysis: conducting to corrected beats then skips decoding the audio.
+    needs_audio: bool = True
 
 
 _generators: dict[str, GeneratorSpec] = {}
@@ -116,11 +120,7 @@ def generate(name: str, request: Request) -> Motion:
         option.check(options[option.name])
     request = Request(**{**request.__dict__, "options": options})
     motion = spec.generate(request)
-    motion.meta.update(
-        generator=spec.name,
-        seed=request.seed,
-        audio_file=request.audio.name,
-        audio_sha256=request.audio.sha256,
-        duration=request.audio.duration,
-    )
+    motion.meta.update(generator=spec.name, seed=request.seed, duration=request.analysis.duration)
+    if request.audio is not None:
+        motion.meta.update(audio_file=request.audio.name, audio_sha256=request.audio.sha256)
     return motion

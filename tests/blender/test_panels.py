@@ -66,7 +66,10 @@ def test_the_chosen_generators_own_settings_are_drawn_and_passed_on(empty_scene)
 
 
 def test_main_panel_offers_generate_or_shows_the_running_job(empty_scene):
-    assert ("operator", "gm.generate") in _draw(GM_PT_conductor, bpy.context)
+    drawn = _draw(GM_PT_conductor, bpy.context)
+    for offered in [("operator", "gm.generate"), ("operator", "gm.conduct_to_markers"), ("operator", "gm.tap_beats"),
+                    ("prop", "beats_path"), ("prop", "tempo")]:
+        assert offered in drawn
     GM_OT_generate.running = Job(lambda progress: None)
     try:
         labels = [text for kind, text in _draw(GM_PT_conductor, bpy.context) if kind == "label"]

@@ -103,3 +103,47 @@ def test_a_rig_file_missing_bones_is_reported(inputs, tmp_path):
     result = run(inputs / "second.flac", "--out", tmp_path / "o.blend", "--rig", tmp_path / "bare.blend")
     assert result.returncode == 1 and "missing bones" in result.stderr and "upper_arm.L" in result.stderr
     assert not (tmp_path / "o.blend").exists()
+
+
+def analyze(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "gm_blender_addon", "analyze", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_beats_from_analyze_json_or_a_text_file_are_conducted_as_given(inputs, tmp_path):
+    import json
+
+    audio = inputs / "second.flac"
+    assert analyze(audio, "--json", tmp_path / "found.json").returncode == 0
+    found = json.loads((tmp_path / "found.json").read_text())
+    again = analyze(audio, "--beats", tmp_path / "found.json")
+    assert again.returncode == 0, again.stderr
+    echoed = json.loads(again.stdout)
+    assert echoed["beats"] == found["beats"] and echoed["downbeats"] == found["downbeats"]
+    assert echoed["tracker"] == "given" and echoed["meter"] == found["meter"]
+    (tmp_path / "mine.txt").write_text("0.3\n0.8\n1.3 1\n1.8\n2.3\n2.8 2\n3.3\n3.8\n")
+    result = run(audio, "--out", tmp_path / "mine.blend", "--beats", tmp_path / "mine.txt", "--keypoints",
+                 tmp_path / "mine.npz")
+    assert result.returncode == 0, result.stderr
+    assert "2 bars of 3/4 at 120 BPM" in result.stdout and (tmp_path / "mine.blend").is_file()
+
+
+@pytest.mark.parametrize(
+    "beats, extra, message",
+    [
+        ("0.5\n1.0\n1.5 x\n", [], "beats.txt:3: 'x' is not a bar mark"),
+        ("0.5\n1.0\n1.5\n", ["--tempo", "90"], "give the beats or the tempo"),
+    ],
+)
+def test_a_bad_beats_file_exits_2_before_any_work(inputs, tmp_path, beats, extra, message):
+    (tmp_path / "beats.txt").write_text(beats)
+    out = tmp_path / "o.blend"
+    result = run(inputs / "second.flac", "--out", out, "--beats", tmp_path / "beats.txt", *extra)
+    assert result.returncode == 2 and message in result.stderr
+    assert not out.exists()
+
+
+def test_one_beats_file_for_several_recordings_is_refused(inputs, tmp_path):
+    (tmp_path / "beats.txt").write_text("0.5\n1.0\n")
+    result = run(inputs, "--out", tmp_path / "blends", "--beats", tmp_path / "beats.txt")
+    assert result.returncode == 2 and "one audio file" in result.stderr

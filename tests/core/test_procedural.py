@@ -77,3 +77,14 @@ def test_registry_lists_procedural_and_fills_metadata(music_file):
     assert motion.meta["audio_file"] == "waltz.wav" and len(motion.meta["audio_sha256"]) == 64
     with pytest.raises(registry.GeneratorError, match="Unknown generator"):
         registry.get("nope")
+
+
+def test_a_bar_of_another_length_keeps_every_downbeat_the_lowest_beat():
+    """Bars as given (a bar of 3 beats among bars of 4): the pattern restarts on each bar line, not by counting."""
+    analysis = steady_analysis(seconds=30.0, beats_per_bar=4)
+    bar_lines = [0, 4, 8, 11, 15, 19, 23, 27, 31, 35, 39, 43]
+    analysis.downbeats = analysis.beats[bar_lines]
+    y = conduct(analysis, seed=0)[:, JOINT["right_wrist"], 1]
+    frames = np.round(analysis.beats * FPS).astype(int)
+    lowest = [np.argmax(y[frames[a:b]]) == 0 for a, b in zip(bar_lines[:-1], bar_lines[1:])]
+    assert np.mean(lowest) >= 0.9 and all(lowest[3:6])
