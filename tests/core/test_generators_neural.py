@@ -108,7 +108,8 @@ def test_cli_flags_reach_the_generator():
     args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "m2sgan", "--steps", "7"])
     with pytest.raises(cli.UsageError, match="--steps does not apply to the m2sgan generator"):
         cli._validate(args)
-    for flags, options in (([], {}), (["--no-beat-lock"], {"beat_lock": False}), (["--beat-lock"], {"beat_lock": True})):
+    for flags, options in (([], {}), (["--no-beat-lock"], {"beat_lock": False}),
+                           (["--beat-lock"], {"beat_lock": True})):
         args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "m2sgan", *flags])
         assert cli._validate(args) == options
     args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--no-beat-lock"])
@@ -274,7 +275,8 @@ def test_without_beat_lock_the_network_output_is_keyed_as_it_is(gan_checkpoint, 
         "m2sgan": to_cm100(smoothed_gan(open_m2sgan(gan_checkpoint), mel, n, 3))[0],
         "diffusion": to_cm100(sample_piece(open_denoiser(diffusion_checkpoint), mel, n, 3, steps=4).motion)[0],
     }
-    for name, checkpoint, options in (("m2sgan", gan_checkpoint, {}), ("diffusion", diffusion_checkpoint, {"steps": 4})):
+    for name, checkpoint, options in (("m2sgan", gan_checkpoint, {}),
+                                      ("diffusion", diffusion_checkpoint, {"steps": 4})):
         motion = registry.generate(name, _request(12.0, checkpoint, seed=3, beat_lock=False, **options))
         assert np.array_equal(motion.keypoints, expected[name]) and "beat_lock" not in motion.meta
 
