@@ -6,15 +6,21 @@ frame t of the music the conductor shows the generated motion at a frame w(t) ne
 slower than real time so that each ictus falls on a beat. The warp is monotonic, so every gesture is the network's,
 in its order; a beat with no ictus near it gets none, and an ictus between two beats stays between them.
 
-1. Motion beats: the right wrist's lowest points (`metrics.ictus_frames`) that stand out by MIN_STROKE of the wrist's
-   vertical range, placed between frames by the parabola through the three frames around each.
+1. The ictus to lock (`lockable_ictus`): the right wrist's lowest points (`metrics.ictus_frames`) that stand out by
+   MIN_STROKE of the wrist's vertical range, placed between frames by the parabola through the three frames around
+   each.
 2. Matching (`match_beats`): dynamic programming picks the monotone chain of (ictus, beat) pairs, each at most
    MAX_OFFSET apart, that locks the most beats, where going from one pair to the next implies a mean rate (motion
-   time per music time) within RATE_BOUNDS and costs RATE_COST·log²(rate). Ictus and beats may stay unmatched.
+   time per music time) within RATE_BOUNDS, costing RATE_COST·log²(rate) and RATE_CHANGE_COST·(change of log rate
+   from the step before)². Ictus and beats may stay unmatched.
 3. The warp (`time_warp`): the least-squares w through the pairs whose rate stays near 1, changes over about
    RATE_SMOOTHING rather than at once, and whose offset w(t) − t relaxes to 0 over about RELAX away from the pairs,
-   so that silences (no beats) and the ends run in real time. It never reaches outside the generated frames.
+   so that silences (no beats) and the ends run in real time. It never reaches outside the generated frames, and
+   pairs are let go until its rate stays within WARP_RATE_BOUNDS (`bounded_warp`).
 4. Every joint is resampled along w (cubic interpolation).
+
+The constants were chosen on the demo and five validation-work excerpts (benchmarks/neural.py), trading beats locked
+against changes of speed.
 """
 
 from __future__ import annotations
@@ -54,8 +60,8 @@ PAIR_WEIGHT = 1e6
 
 @dataclass
 class BeatLock:
-    """A beat-locked motion: the warped keypoints, the generated frame shown at each frame (`warp`), and what was
-    done (`report`, for the motion's meta)."""
+    """A beat-locked motion: the warped keypoints, the generated frame shown at each frame (`warp`), how many beats
+    there were and were locked, and how many ictus the motion had to lock (`report` sums it up for the meta)."""
 
     keypoints: np.ndarray
     warp: np.ndarray
@@ -81,7 +87,7 @@ class BeatLock:
         }
 
 
-def motion_beats(keypoints: np.ndarray) -> np.ndarray:
+def lockable_ictus(keypoints: np.ndarray) -> np.ndarray:
     """Frames (between frames, to the parabola's vertex) of the ictus worth locking, in order."""
     y = np.asarray(keypoints, dtype=np.float64)[:, JOINT["right_wrist"], 1]
     if len(y) < 3:
@@ -184,7 +190,8 @@ def time_warp(music: np.ndarray, motion: np.ndarray, n: int, fps: float = FPS) -
     return np.clip(warp, 0, n - 1)
 
 
-def bounded_warp(ictus: np.ndarray, beats: np.ndarray, pairs: np.ndarray, n: int, fps: float = FPS):
+def bounded_warp(ictus: np.ndarray, beats: np.ndarray, pairs: np.ndarray, n: int,
+                 fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
     """(`time_warp` through the pairs, the pairs kept): pairs are let go, the nearest to the worst frame first,
     until the warp's rate stays within WARP_RATE_BOUNDS everywhere (the identity when none is left)."""
     low, high = WARP_RATE_BOUNDS
@@ -205,7 +212,7 @@ def beat_lock(keypoints: np.ndarray, beats: np.ndarray, fps: float = FPS) -> Bea
     n = len(keypoints)
     beats = np.asarray(beats, dtype=float) * fps
     beats = beats[(beats >= 0) & (beats <= n - 1)]
-    ictus = motion_beats(keypoints)
+    ictus = lockable_ictus(keypoints)
     warp, pairs = bounded_warp(ictus, beats, match_beats(ictus, beats, n, fps), n, fps)
     if not len(pairs):
         return BeatLock(keypoints.copy(), warp, len(beats), 0, len(ictus))
