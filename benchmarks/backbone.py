@@ -22,6 +22,7 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gm_blender_addon.core.metrics import ictus_times  # noqa: E402
 from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth  # noqa: E402
 from gm_blender_addon.pipeline import perform, solve_for_rig  # noqa: E402
 from gm_blender_addon.resources import demo_audio_file  # noqa: E402
@@ -50,13 +51,6 @@ def f_measure(estimated, reference, tolerance=0.07) -> float:
         return 0.0
     hits = sum(np.min(np.abs(estimated - r)) <= tolerance for r in reference)
     return 0.0 if hits == 0 else 2 * hits / (len(estimated) + len(reference))
-
-
-def ictus_times(keypoints: np.ndarray) -> np.ndarray:
-    from scipy.signal import find_peaks
-
-    peaks, _ = find_peaks(keypoints[:, JOINT["right_wrist"], 1], prominence=0.004)
-    return peaks / FPS
 
 
 def speed_loudness_r(keypoints: np.ndarray, loudness: np.ndarray, silent: np.ndarray) -> float:

@@ -35,17 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from gm_blender_addon.core.analysis import MusicHints, analyse  # noqa: E402
 from gm_blender_addon.core.audio import load_audio  # noqa: E402
+from gm_blender_addon.core.metrics import ictus_times  # noqa: E402
 from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth  # noqa: E402
 from gm_blender_addon.core.tracker import MAX_BPM, MIN_BPM, shipped_weights  # noqa: E402
 from gm_blender_addon.generators.procedural import conduct  # noqa: E402
 from gm_blender_addon.training.tracker_train import f_measure  # noqa: E402
-
-
-def ictus_times(keypoints: np.ndarray) -> np.ndarray:
-    from scipy.signal import find_peaks
-
-    peaks, _ = find_peaks(keypoints[:, JOINT["right_wrist"], 1], prominence=0.004)
-    return peaks / FPS
 
 
 def speed_loudness_r(keypoints: np.ndarray, loudness: np.ndarray, silent: np.ndarray) -> float:

@@ -51,12 +51,15 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--render", type=Path, help="also render an .mp4 with the music (a folder for several inputs)")
     gen.add_argument("--render-seconds", type=float, help="render only the first N seconds")
     _add_hint_arguments(gen)
-    seen = set()
+    owners = {}  # option name → (option, the generators that have it)
     for name in registry.names():
         for option in registry.get(name).options:
-            if option.name not in seen:
-                seen.add(option.name)
-                gen.add_argument(f"--{option.name.replace('_', '-')}", dest=f"opt_{option.name}", type=option.type, help=f"[{name}] {option.help}")
+            owners.setdefault(option.name, (option, []))[1].append(name)
+    for option, generators in owners.values():
+        # A bool option is a pair of flags, --name and --no-name; giving neither leaves the generator's default.
+        kind = {"action": argparse.BooleanOptionalAction} if option.type is bool else {"type": option.type}
+        gen.add_argument(f"--{option.name.replace('_', '-')}", dest=f"opt_{option.name}",
+                         help=f"[{', '.join(generators)}] {option.help}", **kind)
     ana = commands.add_parser("analyze", help="audio file → beats, downbeats, meter and tempo as JSON")
     ana.add_argument("audio", type=Path)
     ana.add_argument("--json", type=Path, help="output file (default: standard output)")

@@ -61,7 +61,7 @@ def _is_armature(_self, obj) -> bool:
 
 
 def _option_property(option: registry.Option):
-    make = {int: bpy.props.IntProperty, float: bpy.props.FloatProperty}[option.type]
+    make = {int: bpy.props.IntProperty, float: bpy.props.FloatProperty, bool: bpy.props.BoolProperty}[option.type]
     limits = {key: value for key, value in (("min", option.minimum), ("max", option.maximum)) if value is not None}
     return make(name=option.name.replace("_", " ").title(), description=option.help, default=option.default,
                 **{key: option.type(value) for key, value in limits.items()})

@@ -25,6 +25,8 @@ from typing import Callable, Iterable
 import numpy as np
 from scipy import linalg, signal
 
+from .motion import JOINT
+
 MOTION_FPS = 30
 MEL_FPS = 90
 
@@ -43,6 +45,10 @@ BC_MINIMA_ORDER = 10  # a motion beat is a speed minimum lower than the 10 frame
 BC_SIGMA = 3.0  # tolerance in frames of the Gaussian beat-matching score
 
 FGD_FAILED = 1e10  # what the official evaluator reports when the matrix square root fails
+
+# Ictus F: an ictus is a lowest point of the right wrist that stands out from the motion around it by at least this
+# much (1/50 of the shoulder width), so that a hand held still does not beat.
+ICTUS_PROMINENCE = 0.004
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -356,6 +362,17 @@ def motion_beat_frames(motion, order: int = BC_MINIMA_ORDER) -> np.ndarray:
     return signal.argrelextrema(motion_speed(motion), np.less, order=order)[0]
 
 
+def ictus_frames(motion, prominence: float = ICTUS_PROMINENCE) -> tuple[np.ndarray, np.ndarray]:
+    """The right hand's ictus, its lowest points (image y grows downwards): (frames, prominences)."""
+    frames, properties = signal.find_peaks(_motion(motion)[:, JOINT["right_wrist"], 1], prominence=prominence)
+    return frames, properties["prominences"]
+
+
+def ictus_times(motion) -> np.ndarray:
+    """Times in seconds of the right hand's ictus (`ictus_frames`), to score against music beats (ictus F)."""
+    return ictus_frames(motion)[0] / MOTION_FPS
+
+
 def beat_alignment_score(music_beats, motion_beats, sigma: float = BC_SIGMA) -> float:
     """Mean over music beats b of exp(−min_m (b − m)² / (2σ²)), beats on one frame grid.
 
@@ -411,6 +428,6 @@ __all__ = [
     "mse", "motion_sd", "sdp", "w_distance", "mean_psd", "rde", "strength_contour", "sce",
     "motion_features_fn", "sync_error", "stack_features", "frechet_distance", "FrechetDistanceError", "fgd",
     "feature_distance", "diversity", "music_beat_frames_90hz", "music_beat_times", "motion_speed",
-    "motion_beat_frames", "beat_alignment_score", "beat_consistency", "beat_consistency_from_mel",
-    "beat_consistency_official", "mean_over",
+    "motion_beat_frames", "ictus_frames", "ictus_times", "beat_alignment_score", "beat_consistency",
+    "beat_consistency_from_mel", "beat_consistency_official", "mean_over",
 ]

@@ -8,7 +8,8 @@ pulling throughout gives calmer seams: on a 5-minute piece the largest seam jump
 seeds 0-3 against 0.80-1.09x, with the same beat consistency.) Each window is smoothed as the official renderer
 smoothed its output (networks.smooth_network_output), and the new window takes over at the calmest frame of the
 handover, its remaining offset from the old one dying away over BLEND_FRAMES (windows.join_windows). Music shorter
-than one window is extended by mirroring its end and cropped again.
+than one window is extended by mirroring its end and cropped again. The joined motion is then beat-locked unless
+`beat_lock` is off (networks.keyed_keypoints), and the motion's meta gives the seams where the keyed motion shows them.
 
 Differences from the official sampler: a configurable number of DDIM steps instead of all 1000, classifier-free
 guidance (the official code had none), training lengths counted in frames (the official mask bug), and no 60 s limit.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.motion import Motion
+from .networks import BEAT_LOCK
 from .registry import GeneratorSpec, Option, Request
 
 # The clip length the denoisers were trained on (30 s). The official positional table has 1800 rows, but rows past
@@ -87,7 +89,7 @@ def sample_piece(
 
 def _generate(request: Request) -> Motion:
     from ..core.audio import official_mel
-    from .networks import open_denoiser, to_cm100
+    from .networks import keyed_keypoints, open_denoiser
 
     steps, guidance = request.options["steps"], request.options["guidance"]
     request.report(0.0, "Loading the diffusion weights")
@@ -98,10 +100,12 @@ def _generate(request: Request) -> Motion:
         denoiser, mel, request.analysis.n_frames, request.seed, steps, guidance,
         progress=lambda fraction, message: request.report(0.1 + 0.88 * fraction, message),
     )
-    keypoints, placement = to_cm100(sampled.motion)
+    keypoints, warp, meta = keyed_keypoints(sampled.motion, request)
+    # The frames at which the windows were joined, where the keyed (beat-locked) motion shows them.
+    seams = [int(frame) for frame in np.searchsorted(warp, sampled.seams)]
     request.report(1.0, "Motion ready")
     return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, "steps": steps, "guidance": guidance,
-                                   "window_seams": sampled.seams, **placement})
+                                   "window_seams": seams, **meta})
 
 
 GENERATOR = GeneratorSpec(
@@ -115,5 +119,6 @@ GENERATOR = GeneratorSpec(
         Option("steps", int, DEFAULT_STEPS, "DDIM sampling steps, 1-1000 (time grows linearly)", 1, 1000),
         Option("guidance", float, DEFAULT_GUIDANCE, "classifier-free guidance scale: 1 = none, higher follows the "
                "music more strictly", 0.0, 20.0),
+        BEAT_LOCK,
     ),
 )

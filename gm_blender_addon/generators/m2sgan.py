@@ -10,8 +10,9 @@ extended by mirroring its end and the extra frames are cropped from the motion.
 The official generator is known to ignore its noise (about 0.3 % variation across seeds); the seed changes the
 noise all the same, and weights trained to use it will vary.
 
-`generate_keypoints` returns the network's own output (what the parity tests compare); `smoothed_keypoints`, what the
-add-on keys and evaluation scores, smooths it as the official renderer did (networks.smooth_network_output).
+`generate_keypoints` returns the network's own output (what the parity tests compare); `smoothed_keypoints`, what
+evaluation scores, smooths it as the official renderer did (networks.smooth_network_output); the add-on keys that,
+beat-locked unless `beat_lock` is off (networks.keyed_keypoints).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import numpy as np
 
 from ..core.motion import FPS, Motion
+from .networks import BEAT_LOCK
 from .registry import GeneratorSpec, Request
 
 # Shortest music the generator is run on (the official code needed more than 4 s); shorter music is mirrored.
@@ -56,7 +58,7 @@ def smoothed_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progr
 
 def _generate(request: Request) -> Motion:
     from ..core.audio import official_mel
-    from .networks import open_m2sgan, to_cm100
+    from .networks import keyed_keypoints, open_m2sgan
 
     request.report(0.0, "Loading the M2S-GAN weights")
     network = open_m2sgan(request.checkpoint, GENERATOR.label)
@@ -66,9 +68,9 @@ def _generate(request: Request) -> Motion:
         network, mel, request.analysis.n_frames, request.seed,
         progress=lambda fraction, message: request.report(0.15 + 0.8 * fraction, message),
     )
-    keypoints, placement = to_cm100(keypoints)
+    keypoints, _, meta = keyed_keypoints(keypoints, request)
     request.report(1.0, "Motion ready")
-    return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, **placement})
+    return Motion(keypoints, meta={"checkpoint": request.checkpoint.name, **meta})
 
 
 GENERATOR = GeneratorSpec(
@@ -78,4 +80,5 @@ GENERATOR = GeneratorSpec(
     "(an ONNX bundle, or a PyTorch file such as the official M2SGAN_official_pretrained.pt where torch is installed)",
     generate=_generate,
     needs_checkpoint=True,
+    options=(BEAT_LOCK,),
 )

@@ -11,8 +11,8 @@ is not, the error says how to convert the file once. Both give objects with the 
              normalise / denormalise between ConductorMotion100 coordinates (…, 26) and the diffusion space;
              num_frames, input_feats
 
-and the helpers here (mel length, chunked music encoding, smoothing and re-centring the result) serve both. Nothing
-here imports torch.
+and the helpers here (mel length, chunked music encoding, smoothing, beat-locking and re-centring the result, and
+the beat-lock option) serve both. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH, normalise
-from .registry import GeneratorError
+from .registry import GeneratorError, Option, Request
 from .windows import Progress, fit_frames, overlap_save
 
 ONNX_SUFFIX = ".onnx.zip"
@@ -37,6 +37,11 @@ ENCODER_CONTEXT = 30
 # movement (a beat at 120 bpm) and 56 % at 3 Hz, and cuts everything above 4 Hz to under a quarter.
 SMOOTHING_WINDOW = 19
 SMOOTHING_ORDER = 5
+
+# The networks see only the mel and strike where they guess; by default their motion is time-warped so that its
+# ictus fall on the analysed beats (core/beatlock.py). Off gives the network's own timing, as the papers' code did.
+BEAT_LOCK = Option("beat_lock", bool, True, "time-warp the motion smoothly so that the right hand strikes on the "
+                   "analysed beats (on by default; off: the network's own timing)")
 
 
 def is_onnx_bundle(path: Path) -> bool:
@@ -109,6 +114,24 @@ def smooth_network_output(keypoints: np.ndarray) -> np.ndarray:
     window = min(SMOOTHING_WINDOW, len(keypoints) - 1 + len(keypoints) % 2)  # odd and no longer than the clip
     order = min(SMOOTHING_ORDER, window - 1)
     return savgol_filter(keypoints, window, order, axis=0).astype(keypoints.dtype)
+
+
+def keyed_keypoints(keypoints: np.ndarray, request: Request) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Smoothed network output (T, 13, 2) as the add-on keys it → (keypoints, warp, meta).
+
+    Beat-locked to the request's analysed beats when its `beat_lock` option is on (warp: the generated frame shown
+    at each frame, the identity when off), then re-centred (`to_cm100`). Locking comes first so that the keyed
+    motion is exactly normalised; it does not depend on the motion's scale.
+    """
+    meta = {}
+    warp = np.arange(len(keypoints), dtype=float)
+    if request.options[BEAT_LOCK.name]:
+        from ..core.beatlock import beat_lock
+
+        locked = beat_lock(keypoints, request.analysis.beats)
+        keypoints, warp, meta["beat_lock"] = locked.keypoints, locked.warp, locked.report()
+    keypoints, placement = to_cm100(keypoints)
+    return keypoints, warp, {**meta, **placement}
 
 
 def to_cm100(keypoints: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -34,6 +34,10 @@ class Option:
     maximum: float | None = None
 
     def check(self, value) -> None:
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise GeneratorError(f"--{self.name.replace('_', '-')} is on or off (True or False), got {value!r}.")
+            return
         low = -float("inf") if self.minimum is None else self.minimum
         high = float("inf") if self.maximum is None else self.maximum
         if not low <= value <= high:

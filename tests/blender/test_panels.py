@@ -62,7 +62,11 @@ def test_the_chosen_generators_own_settings_are_drawn_and_passed_on(empty_scene)
     settings.options.diffusion_steps = 5000  # the registry's limits hold in the panel
     assert settings.options.diffusion_steps == 1000
     settings.options.diffusion_steps, settings.options.diffusion_guidance = 7, 2.5
-    assert generator_options(settings) == {"steps": 7, "guidance": 2.5}
+    assert generator_options(settings) == {"steps": 7, "guidance": 2.5, "beat_lock": True}
+    settings.generator = "m2sgan"
+    assert ("prop", "m2sgan_beat_lock") in _draw(GM_PT_conductor, bpy.context)  # a checkbox, on by default
+    settings.options.m2sgan_beat_lock = False
+    assert generator_options(settings) == {"beat_lock": False}
 
 
 def test_main_panel_offers_generate_or_shows_the_running_job(empty_scene):

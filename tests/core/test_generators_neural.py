@@ -1,4 +1,4 @@
-"""The m2sgan and diffusion generators: registry and CLI wiring, checkpoints, any length, seams, seeds.
+"""The m2sgan and diffusion generators: registry and CLI wiring, checkpoints, any length, seams, seeds, beat-lock.
 
 Most tests use randomly initialised networks saved in the project checkpoint format (their output layer starts at a
 plausible body, as training does). Tests against the official M2S-GAN read it from ../shared and skip without it;
@@ -7,6 +7,8 @@ tests of the project-trained weights skip when weights/ has none.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +16,20 @@ import pytest
 import torch
 
 from helpers import click_music, steady_analysis
+from test_analysis import f_measure
 from gm_blender_addon import cli, weights
-from gm_blender_addon.core.audio import Audio, official_mel
+from gm_blender_addon.core.audio import Audio, load_audio, official_mel
 from gm_blender_addon.core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH
 from gm_blender_addon.generators import registry
 from gm_blender_addon.generators.diffusion import sample_piece
 from gm_blender_addon.generators.m2sgan import generate_keypoints as generate_gan
-from gm_blender_addon.core.metrics import seed_variation
+from gm_blender_addon.generators.m2sgan import smoothed_keypoints as smoothed_gan
+from gm_blender_addon.core.metrics import ictus_times, seed_variation
 from gm_blender_addon.generators.nets import Generator, M2SNet, MotionTransformer, load_generator, save_checkpoint
 from gm_blender_addon.generators.nets.inference import TorchM2SGAN, TorchNetwork
-from gm_blender_addon.generators.networks import encode_music, open_denoiser, to_cm100
+from gm_blender_addon.generators.networks import BEAT_LOCK, encode_music, open_denoiser, open_m2sgan, to_cm100
 from gm_blender_addon.generators.procedural import conduct
+from gm_blender_addon.resources import demo_audio_file
 from gm_blender_addon.generators.windows import WindowPlan, frame_jumps, join_windows, seam_report, stitch
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "virtualconductor"
@@ -42,7 +47,7 @@ def _audio(seconds: float, bpm: float = 120.0) -> Audio:
 
 
 def _request(seconds: float, checkpoint=None, seed: int = 0, **options) -> registry.Request:
-    return registry.Request(audio=_audio(seconds), analysis=steady_analysis(seconds), seed=seed,
+    return registry.Request(audio=_audio(seconds), analysis=steady_analysis(seconds, start=0.25), seed=seed,
                             checkpoint=checkpoint, options=options)
 
 
@@ -87,10 +92,11 @@ def _assert_cm100(keypoints: np.ndarray) -> None:
 def test_registered_with_their_options():
     assert {"m2sgan", "diffusion", "procedural"} <= set(registry.names())
     gan, diffusion = registry.get("m2sgan"), registry.get("diffusion")
-    assert gan.needs_checkpoint and diffusion.needs_checkpoint and not gan.options
+    assert gan.needs_checkpoint and diffusion.needs_checkpoint and gan.options == (BEAT_LOCK,)
     options = {o.name: o for o in diffusion.options}
     assert options["steps"].type is int and 1 <= options["steps"].default <= 50
     assert options["guidance"].type is float
+    assert options["beat_lock"] is BEAT_LOCK and BEAT_LOCK.type is bool and BEAT_LOCK.default is True
 
 
 def test_cli_flags_reach_the_generator():
@@ -101,6 +107,13 @@ def test_cli_flags_reach_the_generator():
     assert args.checkpoint == Path("my.pt") and args.seed == 4
     args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "m2sgan", "--steps", "7"])
     with pytest.raises(cli.UsageError, match="--steps does not apply to the m2sgan generator"):
+        cli._validate(args)
+    for flags, options in (([], {}), (["--no-beat-lock"], {"beat_lock": False}),
+                           (["--beat-lock"], {"beat_lock": True})):
+        args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--generator", "m2sgan", *flags])
+        assert cli._validate(args) == options
+    args = parser.parse_args(["generate", "a.wav", "--out", "o.blend", "--no-beat-lock"])
+    with pytest.raises(cli.UsageError, match="--beat-lock does not apply to the procedural generator"):
         cli._validate(args)
 
 
@@ -114,6 +127,8 @@ def test_wrong_files_are_generator_errors(tmp_path, gan_checkpoint, diffusion_ch
         registry.generate("m2sgan", _request(6.0, tmp_path / "missing.pt"))
     with pytest.raises(registry.GeneratorError, match="--steps must be between 1 and 1000"):
         registry.generate("diffusion", _request(6.0, diffusion_checkpoint, steps=0))
+    with pytest.raises(registry.GeneratorError, match="--beat-lock is on or off .True or False., got 'false'"):
+        registry.generate("m2sgan", _request(6.0, gan_checkpoint, beat_lock="false"))
 
 
 def test_project_weights_are_the_default(tmp_path, monkeypatch, gan_checkpoint):
@@ -248,6 +263,50 @@ def test_joined_windows_show_no_seam():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Beat-lock
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_without_beat_lock_the_network_output_is_keyed_as_it_is(gan_checkpoint, diffusion_checkpoint):
+    """--no-beat-lock gives exactly the smoothed, re-centred network output, for research parity."""
+    audio, n = _audio(12.0), steady_analysis(12.0).n_frames
+    mel = official_mel(audio)
+    expected = {
+        "m2sgan": to_cm100(smoothed_gan(open_m2sgan(gan_checkpoint), mel, n, 3))[0],
+        "diffusion": to_cm100(sample_piece(open_denoiser(diffusion_checkpoint), mel, n, 3, steps=4).motion)[0],
+    }
+    for name, checkpoint, options in (("m2sgan", gan_checkpoint, {}),
+                                      ("diffusion", diffusion_checkpoint, {"steps": 4})):
+        motion = registry.generate(name, _request(12.0, checkpoint, seed=3, beat_lock=False, **options))
+        assert np.array_equal(motion.keypoints, expected[name]) and "beat_lock" not in motion.meta
+
+
+@pytest.fixture(scope="module")
+def demo_request() -> registry.Request:
+    """The bundled demo (6/8, 100 BPM, where the networks strike off the beat) with its exact beats."""
+    audio = load_audio(demo_audio_file())
+    labels = json.loads((demo_audio_file().parent / "demo_labels.json").read_text())
+    beats = np.array(labels["beats"])
+    analysis = replace(steady_analysis(audio.duration), beats=beats, downbeats=beats[::2], beats_per_bar=2)
+    return registry.Request(audio=audio, analysis=analysis)
+
+
+@pytest.mark.parametrize("name, options", [("m2sgan", {}), ("diffusion", {"steps": 5})])
+def test_beat_lock_puts_the_project_networks_on_the_beat(demo_request, name, options):
+    if weights.default_checkpoint(name, onnx=True) is None:
+        pytest.skip(f"no project-trained {name} weights in weights/")
+    beats = demo_request.analysis.beats
+    free = registry.generate(name, replace(demo_request, options={**options, "beat_lock": False}))
+    locked = registry.generate(name, replace(demo_request, options=options))
+    before, after = f_measure(ictus_times(free.keypoints), beats), f_measure(ictus_times(locked.keypoints), beats)
+    assert after >= before + 0.2
+    report = locked.meta["beat_lock"]
+    assert report["beats"] == len(beats) and report["locked_share"] >= 0.6
+    assert report["speed_change_max"] <= 0.4
+    _assert_cm100(locked.keypoints)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The project-trained diffusion weights (skipped when weights/ has none)
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -267,3 +326,9 @@ def test_project_diffusion_varies_with_the_seed_without_seams(project_denoiser):
     assert seed_variation([to_cm100(piece.motion)[0] for piece in pieces]) >= 10.0
     for piece in pieces:
         assert len(piece.seams) == 1 and seam_report(piece.motion, piece.seams)["ratio"] <= 2.0
+    # Beat-locked, the seam is where the keyed motion shows it, and still does not show.
+    locked = registry.generate("diffusion", registry.Request(
+        audio=_audio(seconds, bpm=100.0), analysis=steady_analysis(seconds, bpm=100.0, start=0.25),
+        options={"steps": 10}))
+    assert locked.meta["beat_lock"]["locked"] and len(locked.meta["window_seams"]) == 1
+    assert seam_report(locked.keypoints, locked.meta["window_seams"])["ratio"] <= 2.0

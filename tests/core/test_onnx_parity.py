@@ -71,8 +71,8 @@ def test_denoiser_matches_torch(diffusion, frames, music_frames):
 
 
 def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_path):
-    """The whole generator path (chunked encoding, noise, windows, guided DDIM, re-centring) gives the same motion
-    from a PyTorch checkpoint and from its ONNX bundle."""
+    """The whole generator path (chunked encoding, noise, windows, guided DDIM, beat-lock, re-centring) gives the same
+    motion from a PyTorch checkpoint and from its ONNX bundle."""
     from helpers import click_music, steady_analysis
     from gm_blender_addon.core.audio import Audio
     from gm_blender_addon.core.motion import JOINT

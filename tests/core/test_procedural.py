@@ -1,18 +1,12 @@
 import numpy as np
 import pytest
-from scipy.signal import find_peaks
 
+from gm_blender_addon.core.metrics import ictus_times
 from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth
 from gm_blender_addon.generators import registry
 from gm_blender_addon.generators.procedural import RIGHT_REST, conduct
 from helpers import steady_analysis
 from test_analysis import f_measure
-
-
-def ictus_times(keypoints):
-    """The right hand's lowest points (image y is down) are where it strikes each beat."""
-    peaks, _ = find_peaks(keypoints[:, JOINT["right_wrist"], 1], prominence=0.004)
-    return peaks / FPS
 
 
 @pytest.mark.parametrize("per_bar", [2, 3, 4])
