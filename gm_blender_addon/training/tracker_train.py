@@ -227,6 +227,23 @@ def f_measure(estimated, reference, tolerance: float = 0.07) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def metrical_levels(reference) -> dict[str, np.ndarray]:
+    """The reference beats and the other beats a listener may tap to the same music: twice as fast (midpoints
+    inserted), half as fast (the odd or the even beats) and between the beats (the midpoints alone)."""
+    beats = np.sort(np.asarray(reference, float))
+    midpoints = (beats[:-1] + beats[1:]) / 2
+    return {"reference": beats, "double": np.sort(np.concatenate([beats, midpoints])), "half_odd": beats[0::2],
+            "half_even": beats[1::2], "off_beat": midpoints}
+
+
+def f_measure_any_level(estimated, reference, tolerance: float = 0.07) -> tuple[float, str]:
+    """The best beat F-measure over the reference's metrical levels, and the level that gives it (the reference's
+    own on a tie)."""
+    scores = {level: f_measure(estimated, beats, tolerance) for level, beats in metrical_levels(reference).items()}
+    best = max(scores, key=scores.get)
+    return scores[best], best
+
+
 def evaluate(network: tr.TCN, excerpts: Sequence[Excerpt], fps: float = ANALYSIS_RATE) -> dict:
     """Mean beat F, downbeat F and meter accuracy of the full decoder on whole excerpts."""
     beat_f, down_f, meter_ok = [], [], []

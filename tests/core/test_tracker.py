@@ -10,7 +10,7 @@ import soundfile
 from gm_blender_addon import cli
 from gm_blender_addon.core import analysis as analysis_module
 from gm_blender_addon.core import tracker as tr
-from gm_blender_addon.training.tracker_train import f_measure
+from gm_blender_addon.training.tracker_train import f_measure, f_measure_any_level
 from helpers import click_music
 
 FPS = analysis_module.ANALYSIS_RATE
@@ -354,3 +354,17 @@ def test_analyze_command_reports_bad_input_and_bad_tracker(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["analyze", str(tmp_path / "missing.wav"), "--tracker", "nope"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("tapped, level", [
+    (np.arange(1.0, 30.0, 0.5), "reference"),
+    (np.arange(1.0, 29.75, 0.25), "double"),
+    (np.arange(1.0, 30.0, 1.0), "half_odd"),
+    (np.arange(1.5, 30.0, 1.0), "half_even"),
+    (np.arange(1.25, 29.75, 0.5), "off_beat"),
+])
+def test_beats_at_another_metrical_level_score_fully_at_that_level_and_poorly_at_the_reference(tapped, level):
+    reference = np.arange(1.0, 30.0, 0.5)
+    assert f_measure_any_level(tapped + 0.03, reference) == (pytest.approx(1.0), level)
+    at_reference = f_measure(tapped, reference)
+    assert at_reference == pytest.approx(1.0) if level == "reference" else at_reference < 0.7
