@@ -289,16 +289,17 @@ def onsets_per_beat(score, start_q: float, stop_q: float, beat_ql: float) -> flo
 def listener_tempo(busyness: float, slow_beat: bool, rng: np.random.Generator) -> float:
     """A tempo (notated beats per minute) at which a listener taps the notated beat itself, not its half or double.
 
-    Listeners tap between about 55 and 145 per minute, preferably near 90-100, and a compound or half-note beat
-    slower (40-100).  Within that, notes faster than about 10 a second become a blur over a slower beat, so a busy
-    surface (`busyness`, onsets per beat) caps the tempo; and a surface of long notes slower than about one every
-    1.3 s leaves the beat unheard, so a sparse one raises it.  Drawn log-normally (±20 %) about the middle of what
-    remains.
+    Listeners tap between about 55 and 170 per minute and most readily near 105 (the median beat of the real
+    recordings in benchmarks/real_music is 107); a compound or half-note beat is felt slower, about 40 to 110 and
+    near 70.  Within that, notes faster than about 10 a second become a blur over a slower beat, so a busy surface
+    (`busyness`, onsets per beat) caps the tempo; and a surface of long notes slower than about one every 1.3 s
+    leaves the beat unheard, so a sparse one raises it.  Drawn log-normally (±22 %) about the preferred tempo and
+    kept within what remains.
     """
-    low, high = (40.0, 100.0) if slow_beat else (55.0, 145.0)
+    low, preferred, high = (40.0, 70.0, 110.0) if slow_beat else (55.0, 105.0, 170.0)
     high = min(high, 600.0 / max(busyness, 1.0))
     low = min(max(low, 45.0 / max(busyness, 0.25)), high)
-    return float(np.clip(math.exp(rng.normal(0.5 * (math.log(low) + math.log(high)), 0.2)), low, high))
+    return float(np.clip(preferred * math.exp(rng.normal(0.0, 0.22)), low, high))
 
 
 def sample_voicing(rng: np.random.Generator, soundfonts: Sequence[str]) -> sr.Voicing:

@@ -93,15 +93,16 @@ def test_one_excerpt_end_to_end(tmp_path, monkeypatch):
     assert 0.0 <= mel.min() and mel.max() <= 1.0
 
 
-@pytest.mark.parametrize("busyness, slow_beat, low, high", [
-    (2.0, False, 55, 145),   # eighth notes: the whole comfortable range
-    (6.0, False, 55, 100),   # sixteenth-note triplets: at most 10 notes a second
-    (0.5, False, 90, 145),   # half notes: fast enough that the beat is heard
-    (3.0, True, 40, 100),    # 6/8 in running eighths
+@pytest.mark.parametrize("busyness, slow_beat, low, high, median", [
+    (2.0, False, 55, 170, 105),  # eighth notes: the whole comfortable range, most near 105
+    (6.0, False, 55, 100, 100),  # sixteenth-note triplets: at most 10 notes a second
+    (0.5, False, 90, 170, 105),  # half notes: fast enough that the beat is heard
+    (3.0, True, 40, 110, 70),    # 6/8 in running eighths
 ])
-def test_listener_tempo_keeps_the_notated_beat_tappable(busyness, slow_beat, low, high):
+def test_listener_tempo_keeps_the_notated_beat_tappable(busyness, slow_beat, low, high, median):
     tempi = [corpus.listener_tempo(busyness, slow_beat, np.random.default_rng(i)) for i in range(300)]
     assert low <= min(tempi) and max(tempi) <= high
+    assert np.median(tempi) == pytest.approx(median, rel=0.06)
     assert max(tempi) / min(tempi) > 1.4  # still a spread of tempi
 
 
