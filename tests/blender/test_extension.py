@@ -1,5 +1,5 @@
-"""The extension as users get it: build the Linux zip, install it into a throw-away Blender user profile with
-Blender's own extension install operator, enable it, and conduct the demo through the installed operators.
+"""The extension as users get it: build the Linux zip for this Python, install it into a throw-away Blender user
+profile with Blender's own extension install operator, enable it, and conduct the demo through the installed operators.
 
 The Blender process sees only bpy and numpy (what Blender ships), so everything else must come from the zip's
 wheels. Building needs the wheels: downloaded once into .wheels/ (CI can reach PyPI); the test skips when they
@@ -23,6 +23,7 @@ zstandard = pytest.importorskip("zstandard")  # comes with bpy
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="installs the linux-x64 zip")
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "bl_ext.user_default.gesture_maestro"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 # Runs in a fresh `python -S`: no site-packages but a folder holding only bpy and numpy.
 INSTALL_AND_CONDUCT = """
@@ -77,14 +78,14 @@ print("RESULT " + json.dumps(result))
 def linux_zip(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
-        [sys.executable, "build_addon.py", "--out", str(out), "--platform", "linux-x64"],
+        [sys.executable, "build_addon.py", "--out", str(out), "--platform", "linux-x64", "--python", PYTHON],
         cwd=ROOT, capture_output=True, text=True,
     )
     if build.returncode == 3:
         pytest.skip(f"the wheels could not be downloaded: {build.stderr.strip()[-300:]}")
     assert build.returncode == 0, build.stdout + build.stderr
     assert "linux-x64" in build.stdout and "MB" in build.stdout
-    (zip_path,) = out.glob("gesture_maestro-*-linux_x64.zip")
+    (zip_path,) = out.glob(f"gesture_maestro-*-py{PYTHON.replace('.', '')}-linux_x64.zip")
     return zip_path
 
 
