@@ -8,7 +8,7 @@
 # pinned there; that wheel is also built without audio, and the sound tests skip themselves on it.
 # Blender 5.1 on embed Python 3.13 (from PATH, else pyenv's): their venvs get requirements-py313.txt, the extension's
 # wheels without PyTorch, as inside Blender, and run the Blender-layer tests (tests/blender and tests/cli), where
-# the tests that need torch or MediaPipe skip.
+# the tests that need torch skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
