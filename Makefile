@@ -2,7 +2,8 @@
 # `make test`: set up .venv and run the whole test suite. Both are safe to run again.
 # `make addon`: the Blender extension zips, one per platform and Python, in dist/, checked by the newest Blender's tool.
 # `make test-bpy53`: the Blender-layer and extension tests on the newest Blender (bpy 5.3.0 under Python 3.13).
-# `make gui-test`: tests in a real Blender window (Debian's Blender in a chroot under Xvfb; needs root and debootstrap).
+# `make gui-test`: the real Blender binary headless and in a window (Debian's Blender in a chroot built once under
+# .chroot/, about 1.5 GB; Xvfb, software OpenGL). Needs root and debootstrap. GUI_SUITE=sid tries Debian's newest.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,6 +11,7 @@ STAMP := $(VENV)/.installed
 # The newest Blender's bpy wheel, in the venv that tests/run_blender_versions.sh sets up for it.
 BPY_NEWEST := 5.3.0
 VENV_NEWEST := .venv-bpy53
+GUI_SUITE ?= trixie
 
 .PHONY: setup demo test bench addon newest-bpy test-bpy53 gui-test
 
@@ -40,3 +42,7 @@ addon: newest-bpy
 
 test-bpy53: newest-bpy
 	$(VENV_NEWEST)/bin/python -m pytest -q tests/blender
+
+gui-test: $(STAMP)
+	tests/gui/build_chroot.sh $(GUI_SUITE)
+	GM_GUI_SUITE=$(GUI_SUITE) $(PY) -m pytest -q tests/gui
