@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from helpers import build_linux_zip
 
 bpy = pytest.importorskip("bpy")
 zstandard = pytest.importorskip("zstandard")  # comes with bpy
@@ -86,17 +87,7 @@ print("RESULT " + json.dumps(result))
 
 @pytest.fixture(scope="module")
 def linux_zip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [sys.executable, "build_addon.py", "--out", str(out), "--platform", "linux-x64", "--python", PYTHON],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    if build.returncode == 3:
-        pytest.skip(f"the wheels could not be downloaded: {build.stderr.strip()[-300:]}")
-    assert build.returncode == 0, build.stdout + build.stderr
-    assert "linux-x64" in build.stdout and "MB" in build.stdout
-    (zip_path,) = out.glob(f"gesture_maestro-*-py{PYTHON.replace('.', '')}-linux_x64.zip")
-    return zip_path
+    return build_linux_zip(tmp_path_factory.mktemp("dist"), PYTHON)
 
 
 def _blender_like(folder: Path) -> Path:

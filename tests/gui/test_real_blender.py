@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import build_linux_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("GM_GUI_SUITE", "trixie")
@@ -52,13 +53,7 @@ def built(tmp_path_factory) -> Path:
     if python not in PYTHONS:
         pytest.skip(f"{SUITE}'s Blender runs Python {python}, for which no zips are built ({', '.join(PYTHONS)})")
     folder = tmp_path_factory.mktemp("real_blender")
-    build = subprocess.run(
-        [sys.executable, "build_addon.py", "--out", str(folder), "--platform", "linux-x64", "--python", python],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    if build.returncode == 3:
-        pytest.skip(f"the wheels could not be downloaded: {build.stderr.strip()[-300:]}")
-    assert build.returncode == 0, build.stdout + build.stderr
+    build_linux_zip(folder, python)
     return folder
 
 
