@@ -1,9 +1,9 @@
 """Build the Blender extension zips: `python build_addon.py --out DIR [--platform linux-x64 ...] [--python 3.13 ...]`.
 
 One zip per platform (linux-x64, windows-x64, macos-arm64) and Python (3.11 for Blender 4.2 LTS to 5.0, 3.13 for 5.1
-to 5.3). Each holds the add-on, its conductor rig, rig maps, demo audio and shipped weights, and every wheel it
-imports inside Blender (requirements-extension.txt), so that "Install from Disk" in a stock Blender works offline,
-with no pip step and no download at run time.
+to 5.3, 3.14 for Linux distributions' builds on it). Each holds the add-on, its conductor rig, rig maps, demo audio,
+shipped weights and pose models, and every wheel it imports inside Blender (requirements-extension.txt), so that
+"Install from Disk" in a stock Blender works offline, with no pip step and no download at run time.
 
 Wheels are unmodified PyPI wheels for that Python, downloaded once per platform and Python into .wheels/ and reused,
 so rebuilds need no network. The zips are built and validated by Blender's own extension tool,
@@ -33,12 +33,13 @@ PACKAGE = ROOT / "gm_blender_addon"
 REQUIREMENTS = ROOT / "requirements-extension.txt"
 WHEEL_CACHE = ROOT / ".wheels"
 # Python → the Blender versions (min inclusive, max exclusive) its zips declare. Official builds embed 3.11 in 4.2 to
-# 5.0 and 3.13 from 5.1. The 3.13 zips start at 4.2 all the same, for Linux distributions whose Blender 4.x runs on
-# their own Python 3.13 (Debian 13's 4.3): Blender itself refuses a zip whose wheels are not for its Python, so an
-# official 4.2 to 5.0 never takes them. 5.4 is the first release these zips have not been tested with.
+# 5.0 and 3.13 from 5.1; Linux distributions build Blender on their own Python, 3.13 (Debian 13's 4.3) or 3.14 (Debian
+# unstable's 5.2). The 3.13 and 3.14 zips start at 4.2 all the same: Blender itself refuses a zip whose wheels are not
+# for its Python, so an official 4.2 to 5.0 never takes them. 5.4 is the first release no zip has been tested with.
 PYTHONS = {
     "3.11": ("4.2.0", "5.1.0"),
     "3.13": ("4.2.0", "5.4.0"),
+    "3.14": ("4.2.0", "5.4.0"),
 }
 # Blender platform → wheel platform tags pip may pick. Blender itself needs glibc 2.28 on Linux; on Apple silicon the
 # pinned wheels need the macOS release in MACOS_FOR_PYTHON, so the macOS zips do too. pip widens a macOS tag to the
@@ -49,8 +50,9 @@ PLATFORMS = {
     "windows-x64": ["win_amd64"],
     "macos-arm64": ["macosx_{macos}_arm64"],
 }
-# The oldest macOS every pinned wheel runs on: scipy and numba need 12; onnxruntime's CPython 3.13 wheels need 13.
-MACOS_FOR_PYTHON = {"3.11": "12_0", "3.13": "13_0"}
+# The oldest macOS every pinned wheel runs on: scipy and numba need 12; onnxruntime's CPython 3.13 wheels need 13,
+# its 3.14 ones 14.
+MACOS_FOR_PYTHON = {"3.11": "12_0", "3.13": "13_0", "3.14": "14_0"}
 # extensions.blender.org's upload limit.
 MAX_ZIP_BYTES = 300 * 1024 * 1024
 EXIT_NO_WHEELS = 3
