@@ -22,7 +22,7 @@ SUITE = os.environ.get("GM_GUI_SUITE", "trixie")
 CHROOT = ROOT / ".chroot" / SUITE
 IN_CHROOT = ROOT / "tests" / "gui" / "in_chroot.sh"
 SCREENSHOTS = ROOT / "out" / "gui"
-PROFILE = "/work/profile"  # the Blender user folder, inside the chroot's writable /work
+PROFILE = "/scratch/profile"  # the Blender user folder, inside the chroot's writable /scratch
 
 pytestmark = pytest.mark.skipif(
     not (CHROOT / ".gm-ready").is_file() or os.geteuid() != 0,
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def in_chroot(work: Path, *command: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run `command` in the chroot with `work` at /work and the Blender user folder at /work/profile."""
+    """Run `command` in the chroot with `work` at /scratch and the Blender user folder at /scratch/profile."""
     return subprocess.run(
         [str(IN_CHROOT), SUITE, str(work), "env", f"BLENDER_USER_RESOURCES={PROFILE}", *command],
         capture_output=True, text=True, timeout=timeout,
@@ -62,7 +62,7 @@ def install(folder: Path) -> Path:
     shutil.rmtree(folder / "profile", ignore_errors=True)
     (zip_path,) = folder.glob("gesture_maestro-*.zip")
     install = in_chroot(folder, "blender", "-b", "--command", "extension", "install-file", "-r", "user_default", "-e",
-                        f"/work/{zip_path.name}")
+                        f"/scratch/{zip_path.name}")
     assert install.returncode == 0 and 'Installed "gesture_maestro"' in install.stdout, install.stdout + install.stderr
     assert "Traceback" not in install.stdout + install.stderr
     return folder
@@ -80,7 +80,7 @@ def headless(work: Path, script: str, audio: str, out: str) -> subprocess.Comple
 
 def test_the_binary_conducts_the_demo_headless(work):
     run = headless(work, "/src/gm_blender_addon/run_headless.py", "/src/gm_blender_addon/data/demo/demo.ogg",
-                   "/work/demo.blend")
+                   "/scratch/demo.blend")
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]
     assert (work / "demo.blend").is_file() and "Traceback" not in output
@@ -90,7 +90,7 @@ def test_the_binary_conducts_the_demo_headless(work):
                    "the preferences, and Blender then removes the wheels of every extension it finds disabled")
 def test_the_headless_command_line_leaves_the_installed_extension_working(work):
     headless(work, "/src/gm_blender_addon/run_headless.py", "/src/gm_blender_addon/data/demo/demo.ogg",
-             "/work/demo.blend")
+             "/scratch/demo.blend")
     check = in_chroot(work, "blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr",
                       "import librosa")
     assert check.returncode == 0, check.stdout[-1000:] + check.stderr[-1000:]
@@ -100,7 +100,7 @@ def test_the_binary_reports_a_corrupt_file_and_exits_1(work):
     (work / "corrupt.wav").write_bytes(b"RIFF" + os.urandom(4000))
     # The installed copy of the entry script, which imports the extension under its installed name.
     script = f"{PROFILE}/extensions/user_default/gesture_maestro/run_headless.py"
-    run = headless(work, script, "/work/corrupt.wav", "/work/corrupt.blend")
+    run = headless(work, script, "/scratch/corrupt.wav", "/scratch/corrupt.blend")
     output = run.stdout + run.stderr
     assert run.returncode == 1, output[-3000:]
     assert "Cannot read corrupt.wav as audio" in output and "Traceback" not in output
@@ -113,7 +113,7 @@ def window(built) -> dict:
     work = install(built)
     out = work / "gui"
     out.mkdir()
-    run = in_chroot(work, "sh", "/src/tests/gui/window_session.sh", PROFILE, "/work/gui", timeout=2400)
+    run = in_chroot(work, "sh", "/src/tests/gui/window_session.sh", PROFILE, "/scratch/gui", timeout=2400)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     for picture in sorted(out.glob("*.png")):
