@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/capture.py [--repeat N]
 
-Speed: the rendered-rig fixture (640x480, 25 fps) played N times in a row, so that MediaPipe's one-off start-up
+Speed: the rendered-rig fixture (640x480, 25 fps) played N times in a row, so that the tracker's one-off start-up
 counts for little; decoding, pose estimation and landmark copying are all inside the figure, as in a real capture.
 Accuracy: tracked pixels against the joints projected through the render camera
 (tests/fixtures/build_capture_fixtures.py), as a fraction of the true shoulder width.

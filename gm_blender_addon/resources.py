@@ -26,3 +26,7 @@ def rig_maps_dir() -> Path:
 
 def demo_audio_file() -> Path:
     return PACKAGE_DIR / "data" / "demo" / "demo.ogg"
+
+
+def pose_models_dir() -> Path:
+    return PACKAGE_DIR / "data" / "pose"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from gm_blender_addon.core.analysis import MusicAnalysis
@@ -116,3 +120,20 @@ def write_click_music(path, seconds=12.0, bpm=120.0, beats_per_bar=3, sample_rat
 
     soundfile.write(str(path), click_music(seconds, bpm, beats_per_bar, sample_rate, stereo), sample_rate, **kwargs)
     return path
+
+
+def build_linux_zip(out: Path, python: str) -> Path:
+    """The Linux extension zip for `python`, built into `out` by build_addon.py; skips the calling test when the
+    wheels cannot be downloaded."""
+    import pytest
+
+    build = subprocess.run(
+        [sys.executable, "build_addon.py", "--out", str(out), "--platform", "linux-x64", "--python", python],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+    )
+    if build.returncode == 3:
+        pytest.skip(f"the wheels could not be downloaded: {build.stderr.strip()[-300:]}")
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "linux-x64" in build.stdout and "MB" in build.stdout
+    (zip_path,) = out.glob(f"gesture_maestro-*-py{python.replace('.', '')}-linux_x64.zip")
+    return zip_path

@@ -1,9 +1,10 @@
 """Operators and settings for capturing a performer from video, adding them beside the conductor, and comparing.
 
-Capture is heavy (MediaPipe on every frame), so with a UI it runs in a worker process: the add-on's own command line
-(`python -m gm_blender_addon capture … --progress json`), started with Blender's Python or the one the user names.
-MediaPipe is never imported into Blender, the UI stays responsive, progress arrives as JSON lines and Esc (or the
-Cancel button) ends the process. Headless, execute() runs the same capture in-process and synchronously.
+Capture is heavy (the pose networks on every frame), so with a UI it runs in a worker process: the add-on's own
+command line (`python -m gm_blender_addon capture … --progress json`), started with Blender's Python, which is then
+given the add-on's bundled wheels, or with the one the user names. The UI stays responsive, progress arrives as JSON
+lines and Esc (or the Cancel button) ends the process. Headless, execute() runs the same capture in-process and
+synchronously.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class GM_CaptureSettings(bpy.types.PropertyGroup):
     motiongram_seconds: bpy.props.FloatProperty(name="Motiongram Length", default=10.0, min=1.0, subtype="TIME_ABSOLUTE")
     capture_python: bpy.props.StringProperty(
         name="Capture Python",
-        description="Python with mediapipe installed that runs the capture worker; empty uses Blender's own",
+        description="Python that runs the capture worker, with numpy, onnxruntime and imageio-ffmpeg installed; "
+        "empty uses Blender's own with the add-on's bundled wheels",
         subtype="FILE_PATH",
     )
     running: bpy.props.BoolProperty(options={"SKIP_SAVE"})  # a capture worker is running
@@ -105,7 +107,10 @@ class CaptureWorker:
         package = resources.PACKAGE_DIR
         command = [python, "-m", package.name, "capture", str(video), "--out", str(out), "--audio-out", str(audio_out),
                    "--smoothing", f"{smoothing:.4f}", "--progress", "json"]
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")])))
+        # Blender's own Python finds the extension's wheels only where Blender itself put them on sys.path, so it is
+        # handed that path; another Python brings its own packages (and may not load Blender's).
+        paths = [str(package.parent), *(sys.path if python == sys.executable else []), os.environ.get("PYTHONPATH")]
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
         self.outputs = (out, audio_out)
         self.started = time.time()
         self.messages: queue.Queue = queue.Queue()
@@ -178,7 +183,7 @@ def _redraw(context) -> None:
 
 
 class GM_OT_capture_video(bpy.types.Operator):
-    """Track the performer in the video with MediaPipe (in a separate process) and save their keypoints"""
+    """Track the performer in the video (in a separate process) and save their keypoints"""
 
     bl_idname = "gm.capture_video"
     bl_label = "Capture Performer"

@@ -68,7 +68,7 @@ class GM_PT_capture_worker(ConductorTab, bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         layout.prop(context.scene.gm_capture, "capture_python")
-        layout.label(text="It needs mediapipe==0.10.21 and imageio-ffmpeg installed.", icon="INFO")
+        layout.label(text="Empty: Blender's own, with the add-on's wheels.", icon="INFO")
 
 
 CLASSES = (GM_PT_capture, GM_PT_capture_worker)

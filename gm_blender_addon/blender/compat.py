@@ -1,7 +1,8 @@
-"""The few Blender API differences between 4.2 LTS and 5.0 that the add-on touches, as plain functions.
+"""The few Blender API differences between 4.2 LTS and 5.3 that the add-on touches, as plain functions.
 
 4.4 introduced layered actions (slots, layers, strips, channelbags) and 5.0 removed the legacy `Action.fcurves`;
-4.4 also renamed the sequencer's `sequences` to `strips` and 5.0 removed the old name.
+4.4 also renamed the sequencer's `sequences` to `strips` and 5.0 removed the old name. 5.3 names a strip's span
+`left_handle` and `duration`, and marks `frame_final_start` and `frame_final_duration` for removal in 6.0.
 """
 
 from __future__ import annotations
@@ -79,3 +80,10 @@ def remove_strip(scene, strip) -> None:
     editor = scene.sequence_editor
     collection = editor.strips if hasattr(editor, "strips") else editor.sequences
     collection.remove(strip)
+
+
+def strip_span(strip) -> tuple[int, int]:
+    """(first frame, length in frames) of a strip as the sequencer shows it, handles applied."""
+    if hasattr(strip, "left_handle"):
+        return strip.left_handle, strip.duration
+    return strip.frame_final_start, strip.frame_final_duration

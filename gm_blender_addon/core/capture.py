@@ -1,19 +1,21 @@
-"""Video → the shared Motion type, with MediaPipe Pose: the "capture a performer" path (no bpy).
+"""Video → the shared Motion type, with MediaPipe's pose tracker: the "capture a performer" path (no bpy).
 
-MediaPipe runs frame by frame at the video's own rate. Joints it cannot see well are filled by interpolation in
+The tracker (core/pose.py: MediaPipe's full pose model, converted to ONNX, on onnxruntime) runs frame by frame at
+the video's own rate. Joints it cannot see well are filled by interpolation in
 time and stay flagged by their visibility; jitter is then removed with a One-Euro filter (speed-adaptive: strong
 when a joint is still, light when it moves fast); finally everything is resampled to 30 fps and put into the
 ConductorMotion100 normalisation. The world landmarks and per-joint visibility travel along in the same .npz.
 
-MediaPipe 0.10.21's legacy Pose solution is used because its wheel ships the full pose model
-(pose_landmark_full.tflite): the lite and heavy models would be downloaded at run time, so they are not offered.
-The audio track is copied out with the ffmpeg binary that the imageio-ffmpeg wheel ships, so this module and the
-worker process that runs it never need Blender.
+Video is decoded, and its audio track copied out, by the ffmpeg binary that the imageio-ffmpeg wheel ships; with
+onnxruntime and numpy that is all capture needs, so it runs in any Python the add-on's wheels are installed for
+(Blender's own included), and this module and the worker process that runs it never need Blender.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,15 +25,16 @@ from typing import Callable
 import numpy as np
 
 from .motion import FPS, HIP_MIDPOINT, JOINT, JOINT_NAMES, N_JOINTS, SHOULDER_WIDTH, Motion, resample
+from .pose import PoseModelError, PoseTracker
 
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
 
-# MediaPipe's 33 pose landmarks that are the 13 COCO upper-body joints, in JOINT_NAMES order.
+# The tracker's 33 pose landmarks (MediaPipe's) that are the 13 COCO upper-body joints, in JOINT_NAMES order.
 MEDIAPIPE_INDEX = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
-# Frames whose longer side exceeds this are shrunk before pose estimation. MediaPipe looks at a 256-pixel crop of
-# the person anyway, so larger frames only cost decoding and colour conversion time.
+# Frames whose longer side exceeds this are shrunk (by ffmpeg, averaging pixels) before pose estimation. The tracker
+# looks at a 256-pixel crop of the person anyway, so larger frames only cost decoding time.
 MAX_SIDE = 1280
 VISIBILITY_THRESHOLD = 0.5
 # One-Euro settings at smoothing strength 0 → 1: the still-joint cutoff falls geometrically between these (Hz), and
@@ -66,7 +69,7 @@ class VideoInfo:
 
 @dataclass
 class Landmarks:
-    """Raw per-frame MediaPipe output at the video's rate; rows of undetected frames are NaN / zero visibility."""
+    """Raw per-frame tracker output at the video's rate; rows of undetected frames are NaN / zero visibility."""
 
     pixels: np.ndarray  # (N, 13, 2) in the original frame's pixels
     world: np.ndarray  # (N, 13, 3) metres, origin between the hips, x right, y down, z away from the camera
@@ -116,8 +119,6 @@ class Capture:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Open the video and check it has decodable frames; raises CaptureError otherwise."""
-    import cv2
-
     path = Path(path)
     if not path.exists():
         raise CaptureError(f"Video file not found: {path}. Check the path (quote it if it contains spaces).")
@@ -125,78 +126,70 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise CaptureError(f"{path} is a folder, not a video file.")
     if path.stat().st_size == 0:
         raise CaptureError(f"{path.name} is empty (0 bytes); export the video again.")
-    video = cv2.VideoCapture(str(path))
+    frames = _imageio_ffmpeg().read_frames(str(path))
     try:
-        ok, frame = video.read() if video.isOpened() else (False, None)
-        if not ok or frame is None:
-            raise CaptureError(
-                f"Cannot decode {path.name}: the file is corrupt, has no video frames or uses an unsupported codec. "
-                f"Re-export it as H.264 video in one of {', '.join(VIDEO_SUFFIXES)}."
-            )
-        fps = float(video.get(cv2.CAP_PROP_FPS))
-        count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+        meta = next(frames)
+        next(frames)
+    except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as exc:
+        raise CaptureError(
+            f"Cannot decode {path.name}: the file is corrupt, has no video frames or uses an unsupported codec. "
+            f"Re-export it as H.264 video in one of {', '.join(VIDEO_SUFFIXES)}."
+        ) from exc
     finally:
-        video.release()
+        frames.close()
+    fps = float(meta.get("fps") or 0.0)
     if not np.isfinite(fps) or not 1.0 <= fps <= 1000.0:
         raise CaptureError(f"{path.name} states a frame rate of {fps}, which cannot be right; re-export the video.")
-    height, width = frame.shape[:2]
+    width, height = meta["size"]
+    count = round(float(meta.get("duration") or 0.0) * fps)
     return VideoInfo(path=path, width=width, height=height, fps=fps, frame_count=max(count, 1))
 
 
 def read_frames(info: VideoInfo, scale: float | None = None, grey: bool = False):
-    """Yield RGB (or grey) frames, shrunk by `scale` (default: info.scale), until the stream ends."""
-    import cv2
-
+    """Yield RGB (or grey) uint8 frames, shrunk by `scale` (default: info.scale), until the stream ends."""
     scale = info.scale if scale is None else scale
     size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
-    video = cv2.VideoCapture(str(info.path))
+    shrink = ["-vf", f"scale={size[0]}:{size[1]}:flags=area"] if scale != 1.0 else []
+    frames = _imageio_ffmpeg().read_frames(str(info.path), pix_fmt="gray" if grey else "rgb24",
+                                           bits_per_pixel=8 if grey else 24, output_params=shrink)
     try:
-        while True:
-            ok, frame = video.read()
-            if not ok:
-                return
-            if scale != 1.0:
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_BGR2RGB)
+        width, height = next(frames)["size"]
+        shape = (height, width) if grey else (height, width, 3)
+        for raw in frames:
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(shape)
     finally:
-        video.release()
+        frames.close()
 
 
-def pose_estimator():
-    """MediaPipe Pose with the full model that its wheel ships (nothing is downloaded)."""
+def pose_estimator(fps: float) -> PoseTracker:
+    """MediaPipe's full pose model on onnxruntime, from the add-on's own files (nothing is downloaded)."""
     try:
-        from mediapipe.python.solutions import pose
-    except ImportError as exc:
-        raise CaptureError(
-            "MediaPipe is not installed for this Python; install it with `pip install mediapipe==0.10.21`."
-        ) from exc
-    # Our own One-Euro filter smooths with a strength the user sets, so MediaPipe's fixed smoothing is off.
-    return pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False, enable_segmentation=False)
+        return PoseTracker(fps)
+    except PoseModelError as exc:
+        raise CaptureError(str(exc)) from exc
 
 
 def detect(info: VideoInfo, progress: Progress | None = None, cancelled: Cancelled | None = None) -> Landmarks:
-    """Run MediaPipe on every frame. Raises CaptureCancelled when `cancelled()` turns true."""
+    """Track the person in every frame. Raises CaptureCancelled when `cancelled()` turns true."""
     pixels, world, visibility, detected = [], [], [], []
-    scale_to_pixels = np.array([info.width, info.height], dtype=np.float64)
-    with pose_estimator() as estimator:
-        for index, frame in enumerate(read_frames(info)):
-            if cancelled is not None and cancelled():
-                raise CaptureCancelled()
-            result = estimator.process(frame)
-            if result.pose_landmarks is None:
-                pixels.append(np.full((N_JOINTS, 2), np.nan))
-                world.append(np.full((N_JOINTS, 3), np.nan))
-                visibility.append(np.zeros(N_JOINTS))
-                detected.append(False)
-            else:
-                image = result.pose_landmarks.landmark
-                metric = result.pose_world_landmarks.landmark
-                pixels.append(np.array([(image[i].x, image[i].y) for i in MEDIAPIPE_INDEX]) * scale_to_pixels)
-                world.append(np.array([(metric[i].x, metric[i].y, metric[i].z) for i in MEDIAPIPE_INDEX]))
-                visibility.append(np.array([image[i].visibility for i in MEDIAPIPE_INDEX]))
-                detected.append(True)
-            if progress is not None and index % PROGRESS_EVERY == 0:
-                progress(min(index / info.frame_count, 1.0), f"Tracking the performer: frame {index + 1}")
+    tracker = pose_estimator(info.fps)
+    to_original = 1.0 / info.scale
+    for index, frame in enumerate(read_frames(info)):
+        if cancelled is not None and cancelled():
+            raise CaptureCancelled()
+        pose = tracker(frame)
+        if pose is None:
+            pixels.append(np.full((N_JOINTS, 2), np.nan))
+            world.append(np.full((N_JOINTS, 3), np.nan))
+            visibility.append(np.zeros(N_JOINTS))
+            detected.append(False)
+        else:
+            pixels.append(pose.pixels[list(MEDIAPIPE_INDEX)] * to_original)
+            world.append(pose.world[list(MEDIAPIPE_INDEX)])
+            visibility.append(pose.visibility[list(MEDIAPIPE_INDEX)])
+            detected.append(True)
+        if progress is not None and index % PROGRESS_EVERY == 0:
+            progress(min(index / info.frame_count, 1.0), f"Tracking the performer: frame {index + 1}")
     if not detected:
         raise CaptureError(f"{info.path.name} has no video frames that could be decoded.")
     return Landmarks(
@@ -300,10 +293,12 @@ def clean(landmarks: Landmarks, fps: float, strength: float, threshold: float = 
     for j, name in enumerate(JOINT_NAMES):
         usable = valid[:, j]
         if not usable.any():
-            # MediaPipe still estimates joints it cannot see (hips below the frame edge, say): keep its guesses
+            # The tracker still estimates joints it cannot see (hips below the frame edge, say): keep its guesses
             # rather than invent positions, and say so.
             usable = landmarks.detected
-            warnings.append(f"{name.replace('_', ' ')} was never clearly visible: its positions are MediaPipe's estimates")
+            warnings.append(
+                f"{name.replace('_', ' ')} was never clearly visible: its positions are the tracker's estimates"
+            )
         pixels[:, j] = fill_gaps(landmarks.pixels[:, j], usable)
         world[:, j] = fill_gaps(landmarks.world[:, j], usable)
     pixels = one_euro(pixels, fps, strength, shoulder_width(pixels))
@@ -318,12 +313,30 @@ def clean(landmarks: Landmarks, fps: float, strength: float, threshold: float = 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _ffmpeg() -> str:
+def _imageio_ffmpeg():
+    """The imageio_ffmpeg module, once its ffmpeg binary is known to run."""
     try:
         import imageio_ffmpeg
     except ImportError as exc:
-        raise CaptureError("imageio-ffmpeg is not installed; install it with `pip install imageio-ffmpeg`.") from exc
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        raise CaptureError(
+            "imageio-ffmpeg is not installed for this Python; install it with `pip install imageio-ffmpeg`, or "
+            "capture with the Python the add-on's wheels are for."
+        ) from exc
+    # Blender unpacks an extension's wheels without their file modes, so the bundled ffmpeg arrives not executable.
+    for binary in (Path(imageio_ffmpeg.__file__).parent / "binaries").glob("ffmpeg-*"):
+        if not os.access(binary, os.X_OK):
+            binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    try:
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise CaptureError(
+            f"No ffmpeg to read the video with ({exc}); reinstall the add-on, or install ffmpeg."
+        ) from exc
+    return imageio_ffmpeg
+
+
+def _ffmpeg() -> str:
+    return _imageio_ffmpeg().get_ffmpeg_exe()
 
 
 def has_audio(video: str | Path) -> bool:
@@ -371,7 +384,7 @@ def capture(
     undetected = int(np.sum(~landmarks.detected))
     if undetected == landmarks.n_frames:
         raise CaptureError(
-            f"No person was found in {info.path.name}: 0 of {landmarks.n_frames} frames (0 %) show someone MediaPipe "
+            f"No person was found in {info.path.name}: 0 of {landmarks.n_frames} frames (0 %) show someone the tracker "
             "can track. Film the performer from the front with the upper body in view."
         )
     if progress:
@@ -418,7 +431,7 @@ def capture(
         "pixels_to_keypoints": {"scale": scale, "offset": [float(v) for v in offset]},
         "audio": str(audio.resolve()) if audio else None,
         "warnings": warnings,
-        "estimator": "mediapipe pose_landmark_full (legacy Pose solution)",
+        "estimator": "MediaPipe pose_landmark_full on onnxruntime",
     }
     motion = Motion(keypoints=keypoints, meta=meta, world=world, visibility=visibility)
     if progress:

@@ -1,5 +1,6 @@
-"""The extension as users get it: build the Linux zip, install it into a throw-away Blender user profile with
-Blender's own extension install operator, enable it, and conduct the demo through the installed operators.
+"""The extension as users get it: build the Linux zip for this Python, install it into a throw-away Blender user
+profile with Blender's own extension install operator, enable it, conduct the demo through the installed operators,
+then capture a performer from video, add them and compare.
 
 The Blender process sees only bpy and numpy (what Blender ships), so everything else must come from the zip's
 wheels. Building needs the wheels: downloaded once into .wheels/ (CI can reach PyPI); the test skips when they
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from helpers import build_linux_zip
 
 bpy = pytest.importorskip("bpy")
 zstandard = pytest.importorskip("zstandard")  # comes with bpy
@@ -23,12 +25,13 @@ zstandard = pytest.importorskip("zstandard")  # comes with bpy
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="installs the linux-x64 zip")
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "bl_ext.user_default.gesture_maestro"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 # Runs in a fresh `python -S`: no site-packages but a folder holding only bpy and numpy.
 INSTALL_AND_CONDUCT = """
 import json, sys
 from pathlib import Path
-zip_path, blender_like = sys.argv[1:3]
+zip_path, blender_like, video, compare_dir = sys.argv[1:5]
 sys.path.append(blender_like)
 import bpy
 for name in ("librosa", "torch"):
@@ -65,9 +68,18 @@ for generator in ("m2sgan", "diffusion"):
     scene.gm_conductor.options.diffusion_steps = 3
     result[generator] = sorted(bpy.ops.gm.generate())
     result[generator + "_result"] = scene.gm_conductor.last_result
+# Capture (the pose tracker on onnxruntime, video through the bundled ffmpeg), the performer, and the comparison
+# with its plots (the bundled matplotlib), as the capture panel runs them headless.
+capture = scene.gm_capture
+capture.video_path, capture.output_dir = video, compare_dir
+for step, operator in (("capture", bpy.ops.gm.capture_video), ("add_performer", bpy.ops.gm.add_performer),
+                       ("compare", bpy.ops.gm.compare_performer)):
+    result[step] = sorted(operator())
+result["capture_status"] = capture.status
+result["metrics"] = capture.metrics.splitlines()
 result["torch_loaded"] = "torch" in sys.modules
-import librosa, scipy, onnxruntime
-result["librosa"] = librosa.__file__
+import librosa, matplotlib, imageio_ffmpeg
+result["libraries"] = [m.__file__ for m in (librosa, matplotlib, imageio_ffmpeg)]
 result["installed"] = str(installed)
 print("RESULT " + json.dumps(result))
 """ % {"module": MODULE}
@@ -75,17 +87,7 @@ print("RESULT " + json.dumps(result))
 
 @pytest.fixture(scope="module")
 def linux_zip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [sys.executable, "build_addon.py", "--out", str(out), "--platform", "linux-x64"],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    if build.returncode == 3:
-        pytest.skip(f"the wheels could not be downloaded: {build.stderr.strip()[-300:]}")
-    assert build.returncode == 0, build.stdout + build.stderr
-    assert "linux-x64" in build.stdout and "MB" in build.stdout
-    (zip_path,) = out.glob("gesture_maestro-*-linux_x64.zip")
-    return zip_path
+    return build_linux_zip(tmp_path_factory.mktemp("dist"), PYTHON)
 
 
 def _blender_like(folder: Path) -> Path:
@@ -106,7 +108,8 @@ def test_zip_installs_offline_and_conducts_the_demo(linux_zip, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "BLENDER"))}
     env["BLENDER_USER_RESOURCES"] = str(profile)
     run = subprocess.run(
-        [sys.executable, "-S", "-c", INSTALL_AND_CONDUCT, str(linux_zip), str(_blender_like(tmp_path / "blender"))],
+        [sys.executable, "-S", "-c", INSTALL_AND_CONDUCT, str(linux_zip), str(_blender_like(tmp_path / "blender")),
+         str(ROOT / "tests" / "fixtures" / "astronaut_24fps.mp4"), str(tmp_path / "compare")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
@@ -120,9 +123,14 @@ def test_zip_installs_offline_and_conducts_the_demo(linux_zip, tmp_path):
     assert "bars of" in result["last_result"]
     # The add-on and its libraries came from the installed extension, not from this checkout or its venv.
     assert Path(result["installed"]).is_relative_to(profile)
-    assert Path(result["librosa"]).is_relative_to(profile)
+    assert all(Path(library).is_relative_to(profile) for library in result["libraries"]), result["libraries"]
     for generator in ("m2sgan", "diffusion"):
         assert result[generator] == ["FINISHED"], result[generator + "_result"]
+    for step in ("capture", "add_performer", "compare"):
+        assert result[step] == ["FINISHED"], (step, result["capture_status"])
+    assert any(line.startswith("MSE (aligned)") for line in result["metrics"])
+    plots = {p.name for p in (tmp_path / "compare").glob("*.png")}
+    assert {"wrist_trajectories.png", "beats.png", "motiongrams.png"} <= plots, plots
     assert not result["torch_loaded"]
 
 

@@ -24,7 +24,7 @@ needs_audio = pytest.mark.skipif(not blender_has_audio(), reason="this Blender i
 
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory) -> Motion:
-    """A performance shaped like a capture (world landmarks, visibility, the video and its audio) without MediaPipe."""
+    """A performance shaped like a capture (world landmarks, visibility, the video and its audio), made up."""
     folder = tmp_path_factory.mktemp("capture")
     keypoints = conduct(steady_analysis(seconds=6.0), seed=5)
     world = np.zeros(keypoints.shape[:2] + (3,), np.float32)
@@ -170,7 +170,7 @@ def test_each_rig_is_rendered_alone_for_its_motiongram(conducted, captured, tmp_
 def test_capture_add_and_compare_through_the_operators(conducted, tmp_path, monkeypatch):
     import tempfile
 
-    pytest.importorskip("mediapipe")
+    pytest.importorskip("imageio_ffmpeg")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # an unsaved file captures into the temporary folder
     scene = conducted
     settings = scene.gm_capture
@@ -193,7 +193,7 @@ def test_capture_add_and_compare_through_the_operators(conducted, tmp_path, monk
 
 
 def test_the_capture_worker_reports_progress_and_its_result(tmp_path):
-    pytest.importorskip("mediapipe")
+    pytest.importorskip("imageio_ffmpeg")
     import sys
     import time
 

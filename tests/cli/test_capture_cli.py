@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("imageio_ffmpeg")
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 

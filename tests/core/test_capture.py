@@ -1,5 +1,6 @@
-"""Capture from video with MediaPipe, on honest fixtures: the bundled rig rendered with known joints, and a real
-photo of a person moved by known affine warps (tests/fixtures/build_capture_fixtures.py makes both)."""
+"""Capture from video with MediaPipe's pose models on onnxruntime, on honest fixtures: the bundled rig rendered with
+known joints, and a real photo of a person moved by known affine warps (tests/fixtures/build_capture_fixtures.py makes
+both)."""
 
 from pathlib import Path
 
@@ -10,21 +11,21 @@ import soundfile
 from gm_blender_addon.core import capture as cap
 from gm_blender_addon.core.motion import FPS, JOINT, N_JOINTS, normalise, resample
 
-pytest.importorskip("mediapipe")
-pytest.importorskip("imageio_ffmpeg")
+pytest.importorskip("onnxruntime")
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RIG_VIDEO = FIXTURES / "conductor_rig_25fps.mp4"
 ASTRONAUT_VIDEO = FIXTURES / "astronaut_24fps.mp4"
 
 
 def write_video(path: Path, frames, fps: float = 24.0) -> Path:
-    import cv2
-
+    """RGB frames → an H.264 file, through the ffmpeg that capture itself uses."""
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, macro_block_size=1, quality=8)
+    writer.send(None)
     for frame in frames:
-        writer.write(frame)
-    writer.release()
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
     return path
 
 
@@ -149,14 +150,8 @@ def test_unreadable_videos_fail_clearly(tmp_path, content, message):
 
 
 def test_very_large_frames_are_downscaled(tmp_path):
-    import cv2
-
-    source = cv2.VideoCapture(str(ASTRONAUT_VIDEO))
-    frames = []
-    for _ in range(6):
-        ok, frame = source.read()
-        frames.append(cv2.resize(frame, (2880, 2880), interpolation=cv2.INTER_LINEAR))
-    source.release()
+    info = cap.probe_video(ASTRONAUT_VIDEO)
+    frames = [f for f, _ in zip(cap.read_frames(info, scale=2880 / info.width), range(6))]
     result = cap.capture(write_video(tmp_path / "huge.mp4", frames))
     assert result.report.downscaled_to == (1280, 1280)
     assert result.report.undetected_frames == 0
@@ -175,7 +170,7 @@ def test_cancelling_stops_the_capture():
     assert len(calls) == 4
 
 
-# ------------------------------------------------------------------------------------------- filters, no MediaPipe
+# ----------------------------------------------------------------------------------------- filters, no pose model
 
 
 def test_gaps_are_interpolated_and_ends_held():

@@ -121,7 +121,7 @@ def test_writing_a_comparison_gives_metrics_and_every_plot(generated, analysis, 
 
 
 def test_source_video_motiongram_covers_the_asked_seconds():
-    pytest.importorskip("cv2")
+    pytest.importorskip("imageio_ffmpeg")
     gram, fps = video_motiongram(FIXTURES / "astronaut_24fps.mp4", seconds=1.0, height=96)
     assert fps == 24.0 and gram.shape == (96, 24)
 
