@@ -93,10 +93,17 @@ class GM_CaptureSettings(bpy.types.PropertyGroup):
     metrics: bpy.props.StringProperty(description="The last comparison, one 'name<TAB>value' per line")
 
 
+def output_folder(path: str) -> Path:
+    """An output folder the user typed: a blend-relative `//` path is beside the .blend when it is saved, else in the
+    temporary folder; an unsaved file has no folder, and Blender would resolve `//` against its working folder."""
+    if path.startswith("//") and not bpy.data.filepath:
+        return Path(tempfile.gettempdir()) / path[2:]
+    return Path(bpy.path.abspath(path))
+
+
 def capture_outputs(video: Path) -> tuple[Path, Path]:
     """(keypoints .npz, audio .wav) for a video: beside the .blend when it is saved, else in the temporary folder."""
-    base = Path(bpy.path.abspath("//")) if bpy.data.filepath else Path(tempfile.gettempdir())
-    folder = base / CAPTURE_FOLDER
+    folder = output_folder("//" + CAPTURE_FOLDER)
     return folder / f"{video.stem}.npz", folder / f"{video.stem}.wav"
 
 
@@ -399,7 +406,7 @@ class GM_OT_compare_performer(bpy.types.Operator):
             raise CompareError("Capture a video first, or choose captured keypoints (.npz).")
         job = ComparisonJob(
             captured=Motion.load(bpy.path.abspath(settings.keypoints_path)),
-            output_dir=Path(bpy.path.abspath(settings.output_dir)),
+            output_dir=output_folder(settings.output_dir),
             generated=Motion.load(bpy.path.abspath(settings.generated_keypoints)) if settings.generated_keypoints else None,
             music=Path(bpy.path.abspath(conductor.audio_path)) if conductor.audio_path else None,
             generator=conductor.generator, seed=conductor.seed, hints=music_hints(conductor),

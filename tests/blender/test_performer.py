@@ -9,7 +9,7 @@ import pytest
 
 from gm_blender_addon.blender import compat, performer, rigs
 from gm_blender_addon.blender import scene as scene_layer
-from gm_blender_addon.blender.capture_operators import CaptureWorker, capture_outputs
+from gm_blender_addon.blender.capture_operators import COMPARE_FOLDER, CaptureWorker, capture_outputs
 from gm_blender_addon.blender.scene import AUDIO_STRIP
 from gm_blender_addon.core.lift import lift
 from gm_blender_addon.core.motion import JOINT, Motion
@@ -182,14 +182,16 @@ def test_capture_add_and_compare_through_the_operators(conducted, tmp_path, monk
     settings.audio_source = "VIDEO"
     assert bpy.ops.gm.add_performer() == {"FINISHED"}
     assert "Performer" in bpy.data.objects
-    settings.output_dir = str(tmp_path / "compare")
+    settings.property_unset("output_dir")  # the default //gm_compare: unsaved, the temporary folder, not Blender's own
+    assert settings.output_dir == COMPARE_FOLDER
     settings.rig_motiongrams, settings.motiongram_seconds = True, 1.0
     assert bpy.ops.gm.compare_performer() == {"FINISHED"}
     rows = dict(line.split("\t") for line in settings.metrics.splitlines())
     assert "MSE (aligned)" in rows and rows["SE"] == "— (needs M2S-Net weights)"
     assert {"beats.png", "motiongrams.png", "wrist_trajectories.png"} <= {i.name for i in bpy.data.images}
-    assert (tmp_path / "compare" / "metrics.csv").is_file()
-    assert (tmp_path / "compare" / "motiongram_captured.mp4").is_file()
+    assert (tmp_path / "gm_compare" / "metrics.csv").is_file()
+    assert (tmp_path / "gm_compare" / "motiongram_captured.mp4").is_file()
+    assert settings.status == f"Compared: {tmp_path / 'gm_compare'}"
 
 
 def test_the_capture_worker_reports_progress_and_its_result(tmp_path):
