@@ -433,11 +433,19 @@ def _given_bars(given: GivenBeats, meter: tuple[int, int] | None,
     return _complete_bars(beats, given.bar_lines, per_bar), per_bar, subdivision
 
 
+FIRST_ANALYSIS_MESSAGE = "Analysing the spectrum (first run: preparing compiled code, up to a minute after installing)"
+_kernels_loaded = False
+
+
 def analyse(audio: Audio, tracker: str = DEFAULT_TRACKER, progress: Progress | None = None,
             hints: MusicHints = MusicHints()) -> MusicAnalysis:
     """Beats, meter, tempo and dynamics of `audio` at 30 fps, following what the user says in `hints`."""
+    global _kernels_loaded
     report = progress or (lambda fraction, message: None)
-    report(0.0, "Analysing the spectrum")
+    # numba compiles librosa's kernels on the first analysis after installing (about a minute on a slow machine) and
+    # loads them from its cache on the first one of each later process: say so, or the progress looks stuck.
+    report(0.0, "Analysing the spectrum" if _kernels_loaded else FIRST_ANALYSIS_MESSAGE)
+    _kernels_loaded = True
     if hints.beats is not None:
         return _analyse_around(hints.beats, audio, compute_spectral(audio), hints, report)
     tracker = resolve_tracker(tracker)

@@ -38,6 +38,17 @@ def test_frames_are_30_fps_and_loudness_follows_the_crescendo(music_file):
     assert late > early + 0.2
 
 
+def test_the_first_analysis_of_a_process_says_it_may_take_a_while(music_file, monkeypatch):
+    from gm_blender_addon.core import analysis
+
+    monkeypatch.setattr(analysis, "_kernels_loaded", False)
+    first, later = [], []
+    analyse(load_audio(music_file), progress=lambda fraction, message: first.append(message))
+    analyse(load_audio(music_file), progress=lambda fraction, message: later.append(message))
+    assert first[0] == analysis.FIRST_ANALYSIS_MESSAGE and "up to a minute" in first[0]
+    assert later[0] == "Analysing the spectrum"
+
+
 def test_silence_in_the_middle_stops_the_beat_and_ends_sound(tmp_path):
     music = click_music(8.0, 120.0, 4, crescendo=False)
     gap = np.zeros(int(3.0 * 22050), np.float32)
