@@ -208,9 +208,11 @@ class GM_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         if rig_maps.stored(armature) is None:
             rig_maps.store(armature, rig_map)  # shown in the panel from now on, to edit if needed
+        staged = rigs.take_the_stage(context.scene, appended) if appended is not None else []
         settings.armature = armature
         settings.last_result = result_line(applied, performance.analysis)
-        self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}")
+        self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}"
+                    + "".join(f"; {change}" for change in staged))
         return {"FINISHED"}
 
 

@@ -54,6 +54,36 @@ def append_bundled_rig(scene):
     return armatures[0]
 
 
+# Blender's startup scene, where the user left it as it was: the conductor appended at the origin would stand hidden
+# inside the cube and the scene would be filmed by a camera never aimed at him.
+STARTUP_CUBE = ("Cube", (0.0, 0.0, 0.0))
+STARTUP_CAMERA = ("Camera", (7.3589, -6.9258, 4.9583))
+
+
+def _as_in_startup(scene, name: str, location: tuple[float, float, float]):
+    obj = scene.objects.get(name)
+    if obj is None or max(abs(a - b) for a, b in zip(obj.location, location)) > 1e-3:
+        return None
+    return obj
+
+
+def take_the_stage(scene, collection) -> list[str]:
+    """After the bundled conductor's `collection` was appended and keyed: hide the startup cube he stands in and film
+    with his camera instead of the startup camera, each only while it is as the startup file made it. Returns what
+    was changed, to report."""
+    changed = []
+    cube = _as_in_startup(scene, *STARTUP_CUBE)
+    if cube is not None and cube.type == "MESH" and not cube.hide_render:
+        cube.hide_viewport = cube.hide_render = True
+        changed.append(f"hid the startup '{cube.name}' the conductor stands in")
+    cameras = [o for o in collection.all_objects if o.type == "CAMERA"]
+    startup_camera = _as_in_startup(scene, *STARTUP_CAMERA)
+    if cameras and startup_camera is not None and scene.camera == startup_camera:
+        scene.camera = cameras[0]
+        changed.append(f"made '{cameras[0].name}' the scene camera")
+    return changed
+
+
 def append_bundled_copy(scene, name: str, location: tuple[float, float, float]):
     """The bundled conductor once more, for a second performer: its collection and objects renamed after `name`
     ("Conductor_Body" → "<name>_Body"), its armature at `location`, and without the camera and lights, which the

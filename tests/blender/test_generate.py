@@ -61,6 +61,24 @@ def test_generate_sets_up_the_scene_around_the_music(empty_scene, music_file):
     assert f"{len(analysis.downbeats)} bars of 3/4" in scene.gm_conductor.last_result
 
 
+def test_in_the_startup_scene_the_conductor_is_seen_through_his_camera(music_file):
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    scene = bpy.context.scene
+    assert _generate(scene, music_file) == {"FINISHED"}
+    cube = scene.objects["Cube"]
+    assert cube.hide_viewport and cube.hide_render  # he stands at the origin, inside it
+    assert scene.camera.name in scene.gm_conductor.armature.users_collection[0].all_objects
+
+
+def test_a_moved_cube_and_camera_are_left_alone(music_file):
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    scene = bpy.context.scene
+    scene.objects["Cube"].location.x = 4.0
+    scene.objects["Camera"].location.z = 9.0
+    assert _generate(scene, music_file) == {"FINISHED"}
+    assert not scene.objects["Cube"].hide_render and scene.camera.name == "Camera"
+
+
 def test_evaluated_wrists_reach_the_lifted_targets(empty_scene, music_file):
     scene = empty_scene
     armature = rigs.append_bundled_rig(scene)
