@@ -30,6 +30,7 @@ from ..core.compare import CompareError, CompareOutputs, write_comparison
 from ..core.motion import Motion, MotionFileError
 from ..core.retarget import RigMapError
 from ..generators.registry import GeneratorError
+from .operators import redraw_sidebars
 from .performer import PERFORMER, PerformerError
 from .properties import music_hints
 from .rigs import RigFileError
@@ -182,13 +183,6 @@ class CaptureWorker:
 _active: dict[str, CaptureWorker] = {}  # at most one capture per Blender session, under "worker"
 
 
-def _redraw(context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-
-
 class GM_OT_capture_video(bpy.types.Operator):
     """Track the performer in the video (in a separate process) and save their keypoints"""
 
@@ -261,7 +255,7 @@ class GM_OT_capture_video(bpy.types.Operator):
                 settings.progress, settings.status = message["progress"], message["message"]
             elif "done" in message:
                 self._done = message
-        _redraw(context)
+        redraw_sidebars(context)
         return self._stop(context, worker, cancelled=False) if finished else {"PASS_THROUGH"}
 
     def _stop(self, context, worker: CaptureWorker, cancelled: bool):
@@ -269,7 +263,7 @@ class GM_OT_capture_video(bpy.types.Operator):
         del _active["worker"]
         settings = context.scene.gm_capture
         settings.running = False
-        _redraw(context)
+        redraw_sidebars(context)
         if cancelled:
             worker.cancel()
             settings.status = "Capture cancelled"
@@ -469,7 +463,7 @@ class GM_OT_compare_performer(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         settings.progress, settings.status = self._job.progress
-        _redraw(context)
+        redraw_sidebars(context)
         if not self._job.done:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)

@@ -88,6 +88,14 @@ def target_armature(context):
     return active if active is not None and active.type == "ARMATURE" else None
 
 
+def redraw_sidebars(context) -> None:
+    """Redraw every 3D viewport (the Conductor panel lives in their sidebars) in every window."""
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
 class GM_OT_generate(bpy.types.Operator):
     """Analyse the music and animate the conductor to it"""
 
@@ -159,6 +167,7 @@ class GM_OT_generate(bpy.types.Operator):
         context.window_manager.event_timer_remove(self.timer)
         self.progress.end()
         GM_OT_generate.running = None
+        redraw_sidebars(context)  # else the panel shows the progress line until the pointer passes over it
 
     def modal(self, context, event):
         if event.type == "ESC" and event.value == "PRESS":
@@ -169,9 +178,7 @@ class GM_OT_generate(bpy.types.Operator):
         if event.type != "TIMER" or not self.job.done:
             if event.type == "TIMER":
                 self.progress(*self.job.progress)
-                for area in context.screen.areas if context.screen else ():
-                    if area.type == "VIEW_3D":
-                        area.tag_redraw()  # the panel shows the step too
+                redraw_sidebars(context)  # the panel shows the step too
             return {"PASS_THROUGH"}
         self._stop_waiting(context)
         try:

@@ -170,7 +170,6 @@ def test_esc_cancels_a_running_generation(window):
     assert cancel["after"]["markers"] == 0 and cancel["after"]["last_result"] == ""
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 item 3: the panel keeps its progress line until the pointer passes")
 def test_the_panel_redraws_after_esc(window):
     assert window["cancel"]["panel_redrawn_after_esc"]
 
