@@ -54,7 +54,7 @@ class GM_CaptureSettings(bpy.types.PropertyGroup):
         default=0.5, min=0.0, max=1.0, subtype="FACTOR",
     )
     keypoints_path: bpy.props.StringProperty(
-        name="Captured Keypoints", description="The captured .npz (written by Capture, or choose an earlier one)",
+        name="Keypoints", description="The captured keypoints .npz (written by Capture, or choose an earlier one)",
         subtype="FILE_PATH",
     )
     audio_source: bpy.props.EnumProperty(
@@ -64,21 +64,21 @@ class GM_CaptureSettings(bpy.types.PropertyGroup):
             ("MUSIC", "Loaded Music", "Keep the conductor's music"),
         ),
     )
-    video_plane: bpy.props.BoolProperty(name="Video Behind Performer", description="Show the video on a plane")
+    video_plane: bpy.props.BoolProperty(name="Video Plane", description="Show the video on a plane behind the performer")
     generated_keypoints: bpy.props.StringProperty(
-        name="Generated Keypoints",
+        name="Conductor",
         description="The conductor's keypoints .npz; empty generates them again from the settings above",
         subtype="FILE_PATH",
     )
     m2snet: bpy.props.StringProperty(
-        name="M2S-Net Weights", description="Optional: enables the SE and FGD metrics", subtype="FILE_PATH"
+        name="M2S-Net", description="Optional M2S-Net weights: they enable the SE and FGD metrics", subtype="FILE_PATH"
     )
     output_dir: bpy.props.StringProperty(
         name="Output Folder", description="Where metrics (JSON, CSV) and plots (PNG) go", default=COMPARE_FOLDER,
         subtype="DIR_PATH",
     )
     rig_motiongrams: bpy.props.BoolProperty(
-        name="Render Rigs for Motiongrams", description="Render both rigs (slow: about 0.1 s per frame per rig)"
+        name="Rig Motiongrams", description="Also render motiongrams of both rigs (slow: about 0.1 s per frame per rig)"
     )
     motiongram_seconds: bpy.props.FloatProperty(name="Motiongram Length", default=10.0, min=1.0, subtype="TIME_ABSOLUTE")
     capture_python: bpy.props.StringProperty(

@@ -85,9 +85,11 @@ class GM_PT_rig_map(ConductorTab, bpy.types.Panel):
             layout.label(text=f"Missing: {', '.join(sorted(missing))}", icon="ERROR")
         column = layout.column(align=True)
         for entry in settings.bones:
-            row = column.row(align=True)
+            # Half the width for the part's name: the property split's 40 % cut "upper_arm.L" to "upper_ar…".
+            row = column.split(factor=0.5, align=True)
             row.alert = entry.bone in missing or entry.part in missing
-            row.prop_search(entry, "bone", armature.data, "bones", text=entry.part)
+            row.label(text=entry.part)
+            row.prop_search(entry, "bone", armature.data, "bones", text="")
         if settings.switches:
             layout.label(text="Switches held while the action plays:")
             for switch in settings.switches:

@@ -23,7 +23,7 @@ class CheckingLayout:
     def _nested(self, *args, **kwargs):
         return CheckingLayout(self.drawn)
 
-    row = column = box = _nested
+    row = column = box = split = _nested
 
     def prop(self, data, name, **kwargs):
         assert name in data.bl_rna.properties, name
@@ -92,7 +92,8 @@ def test_rig_map_panel_in_each_state(empty_scene):
     entries = {entry.part: entry for entry in armature.gm_rig_map.bones}
     entries["hips"].bone = "no such bone"  # an optional part: no warning
     drawn = _draw(GM_PT_rig_map, bpy.context)
-    assert ("prop_search", "hips") in drawn and ("prop_search", "hand.R") in drawn
+    assert ("label", "hips") in drawn and ("label", "hand.R") in drawn  # each part named on its own label
+    assert sum(kind == "prop_search" for kind, _ in drawn) == len(entries)
     assert not any(kind == "label" and text.startswith("Missing:") for kind, text in drawn)
     entries["chest"].bone = "no such bone"
     assert ("label", "Missing: no such bone") in _draw(GM_PT_rig_map, bpy.context)
