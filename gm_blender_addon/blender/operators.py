@@ -96,6 +96,13 @@ def redraw_sidebars(context) -> None:
                 area.tag_redraw()
 
 
+def request_fingerprint(settings) -> tuple:
+    """What the panel asks a generation for, as typed: compared when a running generation ends, because an undo
+    (or an edit) while it ran may have changed what it was started with."""
+    return (settings.audio_path, settings.generator, settings.seed, settings.checkpoint, settings.smoothing,
+            settings.meter, settings.tempo, settings.beats_path, tuple(sorted(generator_options(settings).items())))
+
+
 class GM_OT_generate(bpy.types.Operator):
     """Analyse the music and animate the conductor to it"""
 
@@ -157,6 +164,7 @@ class GM_OT_generate(bpy.types.Operator):
         if request is None:
             return {"CANCELLED"}
         self.request = request
+        self.fingerprint = request_fingerprint(context.scene.gm_conductor)
         self.progress = _Progress(context, hint=" — Esc to cancel")
         self.job = GM_OT_generate.running = Job(request.perform).start()
         self.timer = context.window_manager.event_timer_add(POLL_INTERVAL, window=context.window)
@@ -181,6 +189,10 @@ class GM_OT_generate(bpy.types.Operator):
                 redraw_sidebars(context)  # the panel shows the step too
             return {"PASS_THROUGH"}
         self._stop_waiting(context)
+        if request_fingerprint(context.scene.gm_conductor) != self.fingerprint:
+            self.report({"WARNING"}, "The Conductor settings changed while generating (an undo?): nothing was "
+                                     "applied; press Generate again.")
+            return {"CANCELLED"}
         try:
             performance = self.job.result()
             return self._apply(context, self.request, performance)

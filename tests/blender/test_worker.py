@@ -71,6 +71,7 @@ class _ModalOperator:
         self.reports = []
         self.request = request
         self.progress = _Progress(context, hint=" — Esc to cancel")
+        self.fingerprint = operators.request_fingerprint(context.scene.gm_conductor)
         self.job = GM_OT_generate.running = Job(request.perform).start()
         self.timer = context.window_manager.event_timer_add(operators.POLL_INTERVAL, window=context.window)
 
@@ -112,6 +113,17 @@ def test_esc_cancels_at_once_and_leaves_the_scene_alone(empty_scene, music_file)
         operator.job.result()
     assert (len(bpy.data.objects), len(bpy.data.actions)) == before
     assert operator.reports == [({"INFO"}, "Generation cancelled.")]
+
+
+def test_settings_undone_while_generating_are_not_overwritten_by_its_result(empty_scene, music_file, tmp_path):
+    settings = empty_scene.gm_conductor
+    settings.audio_path = str(music_file)
+    operator = _ModalOperator(bpy.context, _request(music_file))
+    settings.audio_path = str(tmp_path / "the file before.wav")  # what Ctrl+Z during the generation does
+    operator.job.wait(120)
+    assert operator.modal(bpy.context, TIMER) == {"CANCELLED"}
+    assert GM_OT_generate.running is None and settings.armature is None and len(bpy.data.objects) == 0
+    assert operator.reports[0][0] == {"WARNING"} and "Generate again" in operator.reports[0][1]
 
 
 def test_bad_audio_found_by_the_worker_is_reported(empty_scene, tmp_path):
