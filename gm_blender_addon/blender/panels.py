@@ -45,9 +45,9 @@ class GM_PT_conductor(ConductorTab, bpy.types.Panel):
         layout.prop(settings, "armature")
         if GM_OT_generate.running is None:
             layout.operator("gm.generate", icon="PLAY")
-            row = layout.row(align=True)
-            row.operator("gm.conduct_to_markers", icon="MARKER_HLT")
-            row.operator("gm.tap_beats", icon="REC")
+            column = layout.column(align=True)  # side by side, the sidebar's default width cut "Conduct to Ma…"
+            column.operator("gm.conduct_to_markers", icon="MARKER_HLT")
+            column.operator("gm.tap_beats", icon="REC")
         else:
             fraction, message = GM_OT_generate.running.progress
             layout.label(text=f"{message} ({100 * fraction:.0f}%), Esc to cancel", icon="SORTTIME")
@@ -85,8 +85,9 @@ class GM_PT_rig_map(ConductorTab, bpy.types.Panel):
             layout.label(text=f"Missing: {', '.join(sorted(missing))}", icon="ERROR")
         column = layout.column(align=True)
         for entry in settings.bones:
-            # Half the width for the part's name: the property split's 40 % cut "upper_arm.L" to "upper_ar…".
-            row = column.split(factor=0.5, align=True)
+            # The part's name on its own label, wide enough for "upper_arm.L" (as the search field's own text it
+            # was cut to "upper_ar…"), the rest for the bone's name.
+            row = column.split(factor=0.42, align=True)
             row.alert = entry.bone in missing or entry.part in missing
             row.label(text=entry.part)
             row.prop_search(entry, "bone", armature.data, "bones", text="")
