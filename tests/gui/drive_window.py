@@ -112,13 +112,15 @@ def scene_state() -> dict:
 
 
 def wait_for_generation(samples: list, shot_at: float):
-    """Yield until the running generation ends, sampling its progress and screenshotting it once past `shot_at`."""
+    """Yield until the running generation ends, sampling its progress and screenshotting it once past `shot_at` or,
+    on the first run after installing (numba compiling for about 20 s, then the rest in under a second), once it
+    has waited a few seconds at the same step."""
     started, shot = time.monotonic(), False
     while operators_module().GM_OT_generate.running is not None:
         job = operators_module().GM_OT_generate.running
         fraction, message = job.progress
         samples.append((round(time.monotonic() - started, 2), fraction, message, counts["viewport"]))
-        if not shot and fraction >= shot_at:
+        if not shot and (fraction >= shot_at or time.monotonic() - started > 5.0):
             screenshot("02-generating")
             shot = True
         if time.monotonic() - started > GENERATION_TIMEOUT:

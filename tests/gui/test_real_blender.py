@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from gm_blender_addon.core.analysis import FIRST_ANALYSIS_MESSAGE
 from helpers import build_linux_zip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,10 @@ def test_generate_reports_progress_while_the_window_keeps_drawing(window):
     assert "bars of" in generate["after"]["last_result"]
     messages = {message for _, _, message, _ in generate["progress"]}
     fractions = [fraction for _, fraction, _, _ in generate["progress"]]
-    assert len(messages) >= 3 and fractions == sorted(fractions), generate["progress"]
+    # The first generation after installing spends about 20 s compiling while analysing the spectrum, and says so
+    # (issue 18 item 5); the steps after it then pass between two samples.
+    assert len(messages) >= 2 and fractions == sorted(fractions), generate["progress"]
+    assert FIRST_ANALYSIS_MESSAGE in messages, generate["progress"]
     # The viewport kept drawing, and the main thread never stalled for long, while the job ran.
     assert generate["viewport_draws"] >= len(generate["progress"]) // 2, generate
     assert generate["longest_tick_gap"] < 2.0, generate
