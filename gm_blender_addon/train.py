@@ -2,7 +2,7 @@
 
     python -m gm_blender_addon.train {m2snet,m2sgan,diffusion} --data DIR --out DIR
         [--epochs N] [--batch-size N] [--device cpu|cuda] [--resume] [--seed N] [--window S] [--limit-hours H]
-        [--steps-per-epoch N] [--time-limit MIN] [--threads N] [--m2snet PATH] [--set KEY=VALUE ...]
+        [--steps-per-epoch N] [--time-limit MIN] [--threads N] [--m2snet PATH] [--init PATH] [--set KEY=VALUE ...]
     python -m gm_blender_addon.train evaluate --data DIR [--split val|test] [--models NAME[=CHECKPOINT] ...]
         [--m2snet PATH] [--seeds N] [--steps N] [--guidance X] [--window S] [--max-windows N] [--json OUT]
     python -m gm_blender_addon.train publish {m2snet,m2sgan,diffusion} --run DIR [--metrics EVAL.json]
@@ -96,6 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          metavar="KEY=VALUE", help="override a recipe entry (see log.jsonl 'start' for the list)")
         if kind != "m2snet":
             sub.add_argument("--m2snet", type=Path, help="trained M2S-Net (default: weights/m2snet.pt)")
+            sub.add_argument("--init", type=Path, help="fine-tune these weights (a checkpoint trained on the same "
+                                                       "M2S-Net) instead of starting from scratch")
 
     evaluate = commands.add_parser("evaluate", help="print the metrics table for a split")
     evaluate.add_argument("--data", type=Path, required=True)
@@ -133,7 +135,7 @@ def _train(args) -> int:
         data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, device=args.device,
         seed=args.seed, resume=args.resume, window_seconds=args.window, limit_hours=args.limit_hours,
         steps_per_epoch=args.steps_per_epoch, time_limit_minutes=args.time_limit, log_every=args.log_every,
-        m2snet=getattr(args, "m2snet", None), recipe=dict(args.recipe),
+        m2snet=getattr(args, "m2snet", None), init=getattr(args, "init", None), recipe=dict(args.recipe),
     )
     bar = ProgressBar()
     trainer = TRAINERS[args.command](settings, progress=bar)

@@ -38,30 +38,32 @@ DEFAULT_GUIDANCE = 1.5
 
 def generate_keypoints(
     denoiser, mel: np.ndarray, n_frames: int, seed: int, steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE, progress=None,
+    guidance: float = DEFAULT_GUIDANCE, progress=None, beats: np.ndarray = (), downbeats: np.ndarray = (),
 ) -> np.ndarray:
     """Sampled motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length (see `sample_piece`)."""
-    return sample_piece(denoiser, mel, n_frames, seed, steps, guidance, progress).motion
+    return sample_piece(denoiser, mel, n_frames, seed, steps, guidance, progress, beats, downbeats).motion
 
 
 def sample_piece(
     denoiser, mel: np.ndarray, n_frames: int, seed: int, steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE, progress=None,
+    guidance: float = DEFAULT_GUIDANCE, progress=None, beats: np.ndarray = (), downbeats: np.ndarray = (),
 ):
     """Sampled, smoothed motion (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128), and where its windows were
     joined.
 
     `denoiser` is a denoiser of generators/networks.py; the initial noise of every window comes from `seed`, the
-    same for every backend. Returns a windows.Joined.
+    same for every backend. A denoiser with the beats as input is given `beats` and `downbeats` (seconds); others
+    ignore them. Returns a windows.Joined.
     """
     from .ddim import ddim_sample
-    from .networks import encode_music, mel_for_frames, smooth_network_output
+    from .networks import encode_music, mel_for_frames, smooth_network_output, with_beats
     from .windows import Joined, WindowPlan, join_windows
 
     length = min(denoiser.num_frames, WINDOW_FRAMES)
     total = max(n_frames, length)
     report = progress or (lambda fraction, message: None)
     music = encode_music(denoiser, mel_for_frames(mel, total), lambda f, m: report(0.1 * f, m))
+    music = with_beats(denoiser, music, beats, downbeats)
     plan = WindowPlan.cover(total, length, min(OVERLAP_FRAMES, length // 2), HANDOVER_MARGIN)
     rng = np.random.default_rng(seed)
     windows = len(plan.starts)
@@ -99,6 +101,7 @@ def _generate(request: Request) -> Motion:
     sampled = sample_piece(
         denoiser, mel, request.analysis.n_frames, request.seed, steps, guidance,
         progress=lambda fraction, message: request.report(0.1 + 0.88 * fraction, message),
+        beats=request.analysis.beats, downbeats=request.analysis.downbeats,
     )
     keypoints, warp, meta = keyed_keypoints(sampled.motion, request)
     # The frames at which the windows were joined, where the keyed (beat-locked) motion shows them.

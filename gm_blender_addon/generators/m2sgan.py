@@ -30,30 +30,33 @@ MIN_SECONDS = 5
 MEL_PER_SECOND = 90
 
 
-def generate_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
+def generate_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None,
+                       beats: np.ndarray = (), downbeats: np.ndarray = ()) -> np.ndarray:
     """Raw generator output (n_frames, 13, 2) at 30 fps for a 90 Hz mel (T, 128) of any length.
 
     `network` is an M2S-GAN of generators/networks.py; the noise (1 Hz, `network.noise_dim` values) comes from
-    `seed`, the same for every backend.
+    `seed`, the same for every backend. A network with the beats as input is given `beats` and `downbeats`
+    (seconds); others ignore them.
     """
-    from .networks import encode_music
+    from .networks import encode_music, with_beats
     from .windows import fit_frames
 
     seconds = max(MIN_SECONDS, math.ceil(n_frames / FPS))
     mel = fit_frames(np.asarray(mel, dtype=np.float32), MEL_PER_SECOND * seconds)
     encoding_progress = None if progress is None else (lambda f, m: progress(0.9 * f, m))
-    music = encode_music(network, mel, encoding_progress)
+    music = with_beats(network, encode_music(network, mel, encoding_progress), beats, downbeats)
     noise = np.random.default_rng(seed).standard_normal((1, seconds, network.noise_dim)).astype(np.float32)
     if progress is not None:
         progress(0.9, "Generating the motion")
     return network.decode(music[None], noise)[0][:n_frames]
 
 
-def smoothed_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None) -> np.ndarray:
+def smoothed_keypoints(network, mel: np.ndarray, n_frames: int, seed: int, progress=None,
+                       beats: np.ndarray = (), downbeats: np.ndarray = ()) -> np.ndarray:
     """`generate_keypoints`, smoothed as the official renderer smoothed it before showing it."""
     from .networks import smooth_network_output
 
-    return smooth_network_output(generate_keypoints(network, mel, n_frames, seed, progress))
+    return smooth_network_output(generate_keypoints(network, mel, n_frames, seed, progress, beats, downbeats))
 
 
 def _generate(request: Request) -> Motion:
@@ -67,6 +70,7 @@ def _generate(request: Request) -> Motion:
     keypoints = smoothed_keypoints(
         network, mel, request.analysis.n_frames, request.seed,
         progress=lambda fraction, message: request.report(0.15 + 0.8 * fraction, message),
+        beats=request.analysis.beats, downbeats=request.analysis.downbeats,
     )
     keypoints, _, meta = keyed_keypoints(keypoints, request)
     request.report(1.0, "Motion ready")

@@ -10,6 +10,9 @@ is not, the error says how to convert the file once. Both give objects with the 
   denoiser   encode_music as above; called as (x_t (N, T, F), timesteps (N,), music (N, T or 1, 64)) → x0;
              normalise / denormalise between ConductorMotion100 coordinates (…, 26) and the diffusion space;
              num_frames, input_feats
+  both       beat_projection: (BEAT_FEATURES, 64) or None. A network trained with the beats as input adds
+             `beat_features` · beat_projection to its music features (`with_beats`); official networks have none
+             and see the mel alone.
 
 and the helpers here (mel length, chunked music encoding, smoothing, beat-locking and re-centring the result, and
 the beat-lock option) serve both. Nothing here imports torch.
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.motion import HIP_MIDPOINT, JOINT, SHOULDER_WIDTH, normalise
+from ..core.motion import FPS, HIP_MIDPOINT, JOINT, SHOULDER_WIDTH, normalise
 from .registry import GeneratorError, Option, Request
 from .windows import Progress, fit_frames, overlap_save
 
@@ -42,6 +45,52 @@ SMOOTHING_ORDER = 5
 # ictus fall on the analysed beats (core/beatlock.py). Off gives the network's own timing, as the papers' code did.
 BEAT_LOCK = Option("beat_lock", bool, True, "time-warp the motion smoothly so that the right hand strikes on the "
                    "analysed beats (on by default; off: the network's own timing)")
+
+
+# The beats as a network input (a beat-phase input, as Beat-It gives its generator): per motion frame, the sine and
+# cosine of the phase within the beat and within the bar, and the beat's length as log2(seconds / 0.5), 0 at 120 bpm.
+# Before the first and after the last beat, where no beat says where the music is, all are 0.
+BEAT_FEATURES = 5
+
+
+def beat_features(beats: np.ndarray, downbeats: np.ndarray, n_frames: int, fps: float = FPS) -> np.ndarray:
+    """(n_frames, BEAT_FEATURES) float32 phase features of the beats and downbeats (seconds) at `fps`."""
+    features = np.zeros((n_frames, BEAT_FEATURES), np.float32)
+    beats = np.asarray(beats, dtype=np.float64)
+    if len(beats) < 2 or n_frames == 0:
+        return features
+    seconds = np.arange(n_frames) / fps
+    inside = (seconds >= beats[0]) & (seconds < beats[-1])
+    index = np.clip(np.searchsorted(beats, seconds, "right") - 1, 0, len(beats) - 2)
+    length = beats[index + 1] - beats[index]
+    beat_phase = (seconds - beats[index]) / length
+    # The bar a beat is in: from the latest downbeat, as many beats long as up to the next one (the last bar, still
+    # open at the end, as long as the bar before it; beats before the first downbeat, a pickup, count back from
+    # it). Without downbeats every beat starts a bar.
+    is_down = np.isin(np.round(beats, 4), np.round(np.asarray(downbeats, dtype=np.float64), 4))
+    starts = np.flatnonzero(is_down) if is_down.any() else np.arange(len(beats))
+    bar_beats = np.diff(starts)
+    bar_beats = np.r_[bar_beats, bar_beats[-1] if len(bar_beats) else max(len(beats) - 1 - starts[-1], 1)]
+    numbers = np.arange(len(beats))
+    bar = np.maximum(np.searchsorted(starts, numbers, "right") - 1, 0)
+    per_bar = bar_beats[bar]
+    position = (numbers - starts[bar]) % per_bar
+    bar_phase = (position[index] + beat_phase) / per_bar[index]
+    for column, phase in ((0, beat_phase), (2, bar_phase)):
+        features[:, column] = np.sin(2 * np.pi * phase)
+        features[:, column + 1] = np.cos(2 * np.pi * phase)
+    features[:, 4] = np.log2(length / 0.5)
+    features[~inside] = 0.0
+    return features
+
+
+def with_beats(network, music: np.ndarray, beats: np.ndarray, downbeats: np.ndarray) -> np.ndarray:
+    """Music features (L, 64) plus the network's projection of the beat features (unchanged for a network without
+    beat input)."""
+    projection = getattr(network, "beat_projection", None)
+    if projection is None:
+        return music
+    return (music + beat_features(beats, downbeats, len(music)) @ projection).astype(np.float32)
 
 
 def is_onnx_bundle(path: Path) -> bool:

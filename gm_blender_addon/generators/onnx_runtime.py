@@ -8,8 +8,9 @@ part of the network and a manifest (format, kind, the constructor settings infer
   diffusion  music_encoder: mel (N, 3L, 128) → music (N, L, 64)
              denoiser: x_t (N, T, 26), timesteps (N,) int64, music (N, T or 1, 64) → predicted x0 (N, T, 26)
 
-The manifest's config carries what inference needs beyond the graphs: the noise size of M2S-GAN, and for the
-denoiser its longest clip and the statistics of its motion space (`motion_mean`, `motion_std`). The classes below
+The manifest's config carries what inference needs beyond the graphs: the noise size of M2S-GAN, for the denoiser
+its longest clip and the statistics of its motion space (`motion_mean`, `motion_std`), and for a network that takes
+the beats as input its `beat_projection` (applied in numpy by generators/networks.with_beats). The classes below
 offer the numpy interface of generators/networks.py; the sampler is generators/ddim.py. Nothing here imports torch.
 """
 
@@ -41,6 +42,8 @@ class OnnxBundle:
 
         self.kind = kind
         self.config = config
+        projection = config.get("beat_projection")
+        self.beat_projection = None if projection is None else np.asarray(projection, dtype=np.float32)
         self.sessions = {
             part: onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
             for part, graph in graphs.items()
@@ -88,6 +91,7 @@ class M2SGAN:
 
     def __init__(self, path: str | Path):
         self.bundle = OnnxBundle.load(path, "m2sgan")
+        self.beat_projection = self.bundle.beat_projection
         self.noise_dim = int(self.bundle.config.get("noise_dim", 8))
 
     def encode_music(self, mel: np.ndarray) -> np.ndarray:
@@ -102,6 +106,7 @@ class Denoiser:
 
     def __init__(self, path: str | Path):
         self.bundle = OnnxBundle.load(path, "diffusion")
+        self.beat_projection = self.bundle.beat_projection
         config = self.bundle.config
         self.num_frames = int(config["num_frames"])
         self.input_feats = int(config["input_feats"])

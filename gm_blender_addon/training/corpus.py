@@ -17,7 +17,8 @@ Per excerpt, under ``OUT/<split>/``:
 
 Excerpts of 60 s or more also go to ``OUT/cm100/<split>/<k>/{mel.npy, motion.npy}``, the ConductorMotion100 layout:
 the official 90 Hz × 128 mel of the first 60 s and 30 fps × 13 × 2 motion from the procedural conductor driven by the
-true beats, downbeats, meter, score loudness and held notes.
+true beats, downbeats, meter, score loudness and held notes; beside them ``beats.npy`` and ``downbeats.npy``, the
+true times (s) within those 60 s, for generators trained with the beats as input.
 
 Works are split by opus (every movement of a quartet lands in the same split); the test works are named in
 ``TEST_GROUPS`` plus a stable hash share of the rest, and are never trained on.  Only encodings whose rights are
@@ -533,6 +534,9 @@ def build_excerpt(spec: ExcerptSpec, split_dir: Path, cm100_dir: Path | None, cm
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "mel.npy", mel.astype(np.float32))
         np.save(folder / "motion.npy", motion.astype(np.float32))
+        for label, times in (("beats", labels.beats), ("downbeats", labels.downbeats)):
+            times = np.asarray(times, dtype=np.float64)
+            np.save(folder / f"{label}.npy", times[times < CM100_SECONDS])
         record["cm100"] = cm100_index
     record["build_seconds"] = round(time.perf_counter() - started, 2)
     (split_dir / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")

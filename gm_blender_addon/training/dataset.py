@@ -1,7 +1,9 @@
 """Reading data in the ConductorMotion100 layout, cutting it into windows, and M2S-Net's sync pairs.
 
 Layout: ``<root>/{train,val,test}/<k>/{mel.npy, motion.npy}`` with mel (3L, 128) at 90 Hz (the official-compatible
-mel, core/audio.official_mel) and motion (L, 13, 2) at 30 fps in ConductorMotion100 coordinates. ConductorMotion100
+mel, core/audio.official_mel) and motion (L, 13, 2) at 30 fps in ConductorMotion100 coordinates; optionally
+``beats.npy`` and ``downbeats.npy`` (seconds from the clip's start), which generators trained with the beats as input
+need (the project's corpus writes them; ConductorMotion100 has none). ConductorMotion100
 clips are 60 s; any length of at least one window works here. Arrays are memory-mapped, so a split of any size
 opens instantly and only the windows in use are read.
 
@@ -38,6 +40,8 @@ class Clip:
     mel: np.ndarray
     motion: np.ndarray
     n_frames: int
+    beats: np.ndarray | None = None
+    downbeats: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:
@@ -71,7 +75,12 @@ def read_clip(folder: Path) -> Clip:
             f"{folder}: mel has {mel.shape[0]} frames but motion {motion.shape[0]}; the mel (90 Hz) must be 3x "
             f"the motion (30 fps) for the same duration"
         )
-    return Clip(folder, mel, motion, n_frames)
+    beats = downbeats = None
+    if (folder / "beats.npy").is_file():
+        beats = np.asarray(_load_array(folder / "beats.npy"), dtype=np.float64).reshape(-1)
+        downbeats = (np.asarray(_load_array(folder / "downbeats.npy"), dtype=np.float64).reshape(-1)
+                     if (folder / "downbeats.npy").is_file() else np.zeros(0))
+    return Clip(folder, mel, motion, n_frames, beats, downbeats)
 
 
 def read_split(root: str | Path, split: str, limit_hours: float | None = None) -> list[Clip]:

@@ -33,6 +33,7 @@ from torch import nn
 from ..core import metrics
 from ..generators.nets import (
     CheckpointError,
+    load_state,
     ConductorDiffusion,
     Discriminator,
     Generator,
@@ -43,7 +44,7 @@ from ..generators.nets import (
 )
 from ..generators.ddim import ddim_sample
 from ..generators.nets.inference import TorchDenoiser, TorchNetwork
-from ..generators.networks import encode_music
+from ..generators.networks import BEAT_FEATURES, beat_features, encode_music
 from ..core.audio import file_sha256
 from .dataset import MOTION_FPS, NEGATIVE_MODES, WindowDataset, read_split, sync_pairs
 
@@ -75,6 +76,7 @@ class Settings:
     time_limit_minutes: float | None = None  # stop after the epoch during which this is exceeded
     log_every: int = 10
     m2snet: Path | None = None  # M2S-GAN and diffusion: the trained M2S-Net (music encoder, sync features)
+    init: Path | None = None  # M2S-GAN and diffusion: fine-tune these weights (trained on the same M2S-Net)
     recipe: dict = field(default_factory=dict)
 
     def as_record(self) -> dict:
@@ -190,9 +192,49 @@ class Trainer:
                 self.progress(0.0, f"Encoding the {name} music {number + 1}/{len(dataset.clips)}")
         return cache
 
+    def _beat_cache(self) -> dict[str, list[np.ndarray]]:
+        """Beat features (L, BEAT_FEATURES) of every clip, for a network with the beats as input."""
+        cache = {}
+        for name, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if dataset is None:
+                continue
+            missing = [clip.folder for clip in dataset.clips if clip.beats is None]
+            if missing:
+                raise TrainingError(
+                    f"beat_input needs the beats of every clip, and {missing[0]} (and {len(missing) - 1} more) has no "
+                    f"beats.npy; build the data with `python -m gm_blender_addon.training.corpus` or train without "
+                    f"--set beat_input=true")
+            cache[name] = [beat_features(clip.beats, clip.downbeats, clip.n_frames) for clip in dataset.clips]
+        return cache
+
+    def _start_from_init(self, model: nn.Module) -> None:
+        """Copy --init's weights into `model`, all but the music encoder (the M2S-Net's, whose features are cached)
+        and a beat projection the file does not have (it starts at zero)."""
+        path = self.settings.init
+        try:
+            _, state, _ = load_state(path, self.kind)
+        except CheckpointError as exc:
+            raise TrainingError(str(exc)) from exc
+        wanted = {k: v for k, v in model.state_dict().items() if not k.startswith("music_encoder.")}
+        missing = [k for k in wanted if k not in state and not k.startswith("beat_projection.")]
+        mismatched = [k for k in wanted if k in state and state[k].shape != wanted[k].shape]
+        if missing or mismatched:
+            raise TrainingError(f"--init {Path(path).name} does not fit this {self.kind} network ("
+                                f"{len(missing)} missing, {len(mismatched)} with another shape, e.g. "
+                                f"{(missing + mismatched)[0]}); check the recipe's sizes")
+        model.load_state_dict({k: state[k] for k in wanted if k in state}, strict=False)
+        self.provenance["init"] = {"file": Path(path).name, "sha256": file_sha256(Path(path))}
+
     def _music_window(self, split: str, places) -> torch.Tensor:
+        """The music features of windows at `places`, plus the conditioned network's projection of their beats
+        where it has the beats as input."""
         frames = self.train_set.frames
-        return torch.from_numpy(np.stack([self.music[split][c][s : s + frames] for c, s in places])).to(self.device)
+        music = torch.from_numpy(np.stack([self.music[split][c][s : s + frames] for c, s in places])).to(self.device)
+        projection = getattr(self, "beat_projection", None)
+        if projection is None:
+            return music
+        beats = np.stack([self.beats[split][c][s : s + frames] for c, s in places])
+        return music + projection(torch.from_numpy(beats).to(self.device))
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
@@ -421,22 +463,28 @@ class M2SGANTrainer(Trainer):
         "w_adv": 1.0,
         "w_sync": 0.05,  # L1 between M2S-Net motion features of real and generated motion (official)
         "w_mse": 0.0,  # official 0; a small value steadies very short runs
+        "beat_input": False,  # the beats as an input beside the mel (official: the mel only); needs beats.npy
     }
 
     def build(self) -> None:
         m2snet = self._load_m2snet()
         self.features = m2snet.motion_encoder
-        generator = Generator()
+        generator = Generator(beat_features=BEAT_FEATURES if self.recipe["beat_input"] else 0)
+        if self.settings.init is not None:
+            self._start_from_init(generator)
+        else:
+            with torch.no_grad():
+                mean_pose = self.train_set.motion_statistics()[0]
+                generator.pose_head[4].bias.copy_(torch.from_numpy(_logit(mean_pose.reshape(-1))))
         # Stage 2 starts from the stage-1 music encoder and keeps it frozen (official); its features are cached,
         # so the encoder's BatchNorm statistics stay those of M2S-Net.
         generator.music_encoder.load_state_dict(m2snet.music_encoder.state_dict())
         generator.music_encoder.requires_grad_(False)
-        with torch.no_grad():
-            mean_pose = self.train_set.motion_statistics()[0]
-            generator.pose_head[4].bias.copy_(torch.from_numpy(_logit(mean_pose.reshape(-1))))
         self.generator = generator.to(self.device)
+        self.beat_projection = self.generator.beat_projection
         self.critic = Discriminator().to(self.device)
         self.music = self._music_cache(m2snet)
+        self.beats = self._beat_cache() if self.recipe["beat_input"] else None
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.modules = {"generator": self.generator, "critic": self.critic}
         self.optimizers = {
@@ -519,6 +567,7 @@ class DiffusionTrainer(Trainer):
         "clip_drop": 0.1,  # whole-clip music dropout: trains the unconditional model guidance needs
         "val_steps": 10,  # DDIM steps for the validation samples
         "val_windows": 4,
+        "beat_input": False,  # the beats as an input beside the mel (official: the mel only); needs beats.npy
     }
 
     def build(self) -> None:
@@ -526,19 +575,30 @@ class DiffusionTrainer(Trainer):
         recipe = self.recipe
         mean, std = (s.reshape(-1) for s in self.train_set.motion_statistics())
         statistics = {"motion_mean": mean.tolist(), "motion_std": np.maximum(std, 1e-4).tolist()}
-        model = MotionTransformer(
+        config = dict(
             num_frames=self.train_set.frames, latent_dim=recipe["latent"], num_layers=recipe["layers"],
-            num_heads=recipe["heads"], ff_size=recipe["ff_size"], cond_mask_prob=recipe["frame_drop"],
-            **(statistics if recipe["normalise"] else {}),
+            num_heads=recipe["heads"], ff_size=recipe["ff_size"], **(statistics if recipe["normalise"] else {}),
         )
+        if self.settings.init is not None:
+            # Fine-tuning keeps the file's sizes and motion space (its x0 predictions are in that standardisation).
+            try:
+                config = load_state(self.settings.init, "diffusion")[2]
+            except CheckpointError as exc:
+                raise TrainingError(str(exc)) from exc
+        model = MotionTransformer(**{**config, "cond_mask_prob": recipe["frame_drop"],
+                                     "beat_features": BEAT_FEATURES if recipe["beat_input"] else 0})
+        if self.settings.init is not None:
+            self._start_from_init(model)
         model.music_encoder.load_state_dict(m2snet.music_encoder.state_dict())
-        if not recipe["normalise"]:
+        if not recipe["normalise"] and self.settings.init is None:
             with torch.no_grad():  # in raw coordinates, start predicting the mean pose instead of the origin
                 model.out.bias.copy_(torch.from_numpy(mean))
         self.model = model.to(self.device)
+        self.beat_projection = self.model.beat_projection
         self.features = m2snet.motion_encoder
         self.diffusion = ConductorDiffusion()
         self.music = self._music_cache(m2snet)
+        self.beats = self._beat_cache() if recipe["beat_input"] else None
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.modules = {"denoiser": self.model}
         self.optimizers = {"adam": torch.optim.Adam(trainable, lr=recipe["lr"])}

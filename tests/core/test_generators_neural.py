@@ -27,7 +27,9 @@ from gm_blender_addon.generators.m2sgan import smoothed_keypoints as smoothed_ga
 from gm_blender_addon.core.metrics import ictus_times, seed_variation
 from gm_blender_addon.generators.nets import Generator, M2SNet, MotionTransformer, load_generator, save_checkpoint
 from gm_blender_addon.generators.nets.inference import TorchM2SGAN, TorchNetwork
-from gm_blender_addon.generators.networks import BEAT_LOCK, encode_music, open_denoiser, open_m2sgan, to_cm100
+from gm_blender_addon.generators.networks import (
+    BEAT_LOCK, beat_features, encode_music, open_denoiser, open_m2sgan, to_cm100,
+)
 from gm_blender_addon.generators.procedural import conduct
 from gm_blender_addon.resources import demo_audio_file
 from gm_blender_addon.generators.windows import WindowPlan, frame_jumps, join_windows, seam_report, stitch
@@ -265,6 +267,22 @@ def test_joined_windows_show_no_seam():
 # ---------------------------------------------------------------------------------------------------------------
 # Beat-lock
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def test_beat_features_give_the_phase_in_the_beat_and_the_bar():
+    beats = np.arange(1.0, 9.0, 0.5)  # 120 bpm from 1 s; 3 beats to the bar after a one-beat pickup
+    downbeats = beats[1::3]
+    features = beat_features(beats, downbeats, 300)
+    on_beats = np.round(beats[:-1] * 30).astype(int)
+    np.testing.assert_allclose(features[on_beats, :2], [[0.0, 1.0]] * len(on_beats), atol=1e-6)
+    np.testing.assert_allclose(features[np.round(downbeats * 30).astype(int), 2:4], [[0.0, 1.0]] * len(downbeats),
+                               atol=1e-6)
+    # The pickup is the last beat of a bar, a third of the bar before the first downbeat.
+    assert np.arctan2(*features[30, 2:4]) == pytest.approx(-2 * np.pi / 3)
+    assert np.all(features[on_beats, 4] == 0.0)  # log2 of the beat's length over half a second
+    # No beat before the first or after the last: nothing said.
+    assert not features[:30].any() and not features[int(8.5 * 30):].any()
+    assert not beat_features(beats[:1], [], 300).any()
 
 
 def test_without_beat_lock_the_network_output_is_keyed_as_it_is(gan_checkpoint, diffusion_checkpoint):

@@ -71,22 +71,28 @@ def test_denoiser_matches_torch(diffusion, frames, music_frames):
 
 
 def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_path):
-    """The whole generator path (chunked encoding, noise, windows, guided DDIM, beat-lock, re-centring) gives the same
-    motion from a PyTorch checkpoint and from its ONNX bundle."""
+    """The whole generator path (chunked encoding, the beats as input, noise, windows, guided DDIM, beat-lock,
+    re-centring) gives the same motion from a PyTorch checkpoint and from its ONNX bundle."""
     from helpers import click_music, steady_analysis
     from gm_blender_addon.core.audio import Audio
     from gm_blender_addon.core.motion import JOINT
     from gm_blender_addon.generators import registry
     from gm_blender_addon.generators.nets import save_checkpoint
+    from gm_blender_addon.generators.networks import BEAT_FEATURES
     from gm_blender_addon.generators.procedural import conduct
 
     mean_pose = torch.from_numpy(conduct(steady_analysis(12.0), seed=0).mean(axis=0).reshape(-1))
     torch.manual_seed(0)
-    generator = Generator()
-    denoiser = MotionTransformer(num_layers=2, latent_dim=32, num_frames=300,
-                                 motion_mean=mean_pose.tolist(), motion_std=[0.05] * 26)
+    generator = Generator(beat_features=BEAT_FEATURES)
+    denoiser = MotionTransformer(num_layers=2, latent_dim=32, num_frames=300, motion_mean=mean_pose.tolist(),
+                                 motion_std=[0.05] * 26, beat_features=BEAT_FEATURES)
     with torch.no_grad():
         generator.pose_head[4].bias.copy_(torch.logit(mean_pose))
+        for parameter in denoiser.parameters():  # layers that start at zero would hide the music and the beats
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+        for network in (generator, denoiser):
+            network.beat_projection.weight.normal_(0, 1.0)
     seconds = 12.0  # two diffusion windows of 10 s
     audio = Audio(click_music(seconds, 120.0, 4), 22050, Path("clicks.wav"), "0" * 64)
     for kind, network, options in (("m2sgan", generator, {}), ("diffusion", denoiser, {"steps": 3})):
@@ -99,6 +105,11 @@ def test_generation_from_the_bundle_equals_generation_from_the_checkpoint(tmp_pa
         ]
         np.testing.assert_allclose(motions[1], motions[0], atol=TOLERANCE, rtol=0)
         assert np.ptp(motions[0][:, JOINT["right_wrist"]]) > 0
+        # The beats reach the network: other beats, other motion (beat-lock off, so that only the input differs).
+        raw = [registry.generate(kind, registry.Request(audio=audio, analysis=steady_analysis(seconds, bpm), seed=7,
+                                                        checkpoint=bundle, options={**options, "beat_lock": False}))
+               for bpm in (120.0, 90.0)]
+        assert np.abs(raw[0].keypoints - raw[1].keypoints).max() > 1e-3, kind
 
 
 def test_official_m2sgan_weights_export_exactly(shared_reference, tmp_path):

@@ -42,11 +42,14 @@ def data_root(tmp_path_factory) -> Path:
     for split, clips in layout.items():
         for k, (bpm, per_bar) in enumerate(clips):
             mel = official_mel(Audio(click_music(CLIP_SECONDS, bpm, per_bar), 22050, Path(f"{split}{k}.wav"), ""))
-            motion = conduct(steady_analysis(CLIP_SECONDS, bpm, per_bar, start=0.25, tail=0.2), seed=k)
+            analysis = steady_analysis(CLIP_SECONDS, bpm, per_bar, start=0.25, tail=0.2)
+            motion = conduct(analysis, seed=k)
             folder = root / split / str(k)
             folder.mkdir(parents=True)
             np.save(folder / "mel.npy", mel)
             np.save(folder / "motion.npy", motion)
+            np.save(folder / "beats.npy", analysis.beats)
+            np.save(folder / "downbeats.npy", analysis.downbeats)
     return root
 
 
@@ -185,6 +188,49 @@ def test_diffusion_loss_falls_and_resume_continues_exactly(data_root, m2snet_run
     b = load_diffusion_denoiser(interrupted / "diffusion.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["event"] for r in _log(interrupted)].count("start") == 2
+
+
+def test_generators_fine_tune_with_the_beats_as_input(data_root, m2snet_run, tmp_path):
+    from gm_blender_addon.generators.networks import BEAT_FEATURES, with_beats
+    from gm_blender_addon.generators.nets.inference import open_checkpoint
+
+    m2snet = ["--m2snet", str(m2snet_run / "m2snet.pt")]
+    plain = tmp_path / "plain"
+    assert main(["m2sgan", "--data", str(data_root), "--out", str(plain), "--epochs", "1", *COMMON, *m2snet,
+                 "--set", "critic_steps=1"]) == 0
+    beat = tmp_path / "beat"
+    assert main(["m2sgan", "--data", str(data_root), "--out", str(beat), "--epochs", "2", *COMMON, *m2snet,
+                 "--set", "critic_steps=1", "--set", "w_mse=100.0", "--set", "beat_input=true",
+                 "--init", str(plain / "m2sgan.pt")]) == 0
+    start = _log(beat)[0]
+    assert start["provenance"]["init"]["file"] == "m2sgan.pt" and start["recipe"]["beat_input"] is True
+    generator = load_generator(beat / "m2sgan.pt")
+    projection = generator.beat_projection.weight
+    assert projection.shape == (64, BEAT_FEATURES) and projection.abs().sum() > 0  # trained away from its zero start
+    # Inference adds the beats to the music features; a network without the beat input ignores them.
+    network, without = open_checkpoint("m2sgan", beat / "m2sgan.pt"), open_checkpoint("m2sgan", plain / "m2sgan.pt")
+    music, beats = np.zeros((300, 64), np.float32), np.arange(0.5, 10.0, 0.5)
+    assert not np.allclose(with_beats(network, music, beats, beats[::4]), music)
+    assert without.beat_projection is None and with_beats(without, music, beats, beats[::4]) is music
+
+    denoiser = tmp_path / "denoiser"
+    diffusion = ["diffusion", "--data", str(data_root), *COMMON, *m2snet, *DIFFUSION_RECIPE]
+    assert main([*diffusion, "--out", str(denoiser), "--epochs", "1"]) == 0
+    assert main([*diffusion, "--out", str(tmp_path / "beat_denoiser"), "--epochs", "1", "--set", "beat_input=true",
+                 "--init", str(denoiser / "diffusion.pt")]) == 0
+    tuned = load_diffusion_denoiser(tmp_path / "beat_denoiser" / "diffusion.pt")
+    assert tuned.config["beat_features"] == BEAT_FEATURES and tuned.beat_projection is not None
+
+
+def test_beat_input_needs_the_beats_of_every_clip(data_root, m2snet_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_root, copy)
+    (copy / "train" / "1" / "beats.npy").unlink()
+    assert main(["m2sgan", "--data", str(copy), "--out", str(tmp_path / "run"), *COMMON, "--set", "beat_input=true",
+                 "--m2snet", str(m2snet_run / "m2snet.pt")]) == 1
+    assert "has no beats.npy" in capsys.readouterr().err
 
 
 def test_gan_without_m2snet_says_what_to_do(data_root, tmp_path, monkeypatch, capsys):

@@ -20,6 +20,7 @@ from .checkpoints import (
     load_m2snet,
     load_motion_encoder,
     load_music_encoder,
+    load_state,
     save_checkpoint,
 )
 from .diffusion import ConductorDiffusion, MotionTransformer
@@ -44,5 +45,6 @@ __all__ = [
     "load_m2snet",
     "load_motion_encoder",
     "load_music_encoder",
+    "load_state",
     "save_checkpoint",
 ]

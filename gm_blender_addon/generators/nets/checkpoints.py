@@ -18,8 +18,8 @@ Official (research-only licence; never bundle them or anything derived from them
 Gesture Maestro (project-trained weights; see `save_checkpoint`):
   {"format": "gesture-maestro-checkpoint", "version": 1, "kind": <kind>, "config": {...}, "state_dict": {...}}
   where "state_dict" uses exactly our modules' own ``state_dict()`` names (e.g. ``decoder.blocks.0.conv1.weight_v``),
-  "kind" is one of KINDS and "config" holds constructor arguments (only MotionTransformer has any). A bare state dict
-  in our names is accepted too.
+  "kind" is one of KINDS and "config" holds constructor arguments (MotionTransformer's sizes, and for both
+  generators `beat_features` when they take the beats as input). A bare state dict in our names is accepted too.
 
 Name differences between official files and our modules are handled by the key map below: renames (our names say
 what the layers are), aliases (the TCN blocks register conv1/bn1/conv2/bn2 twice, again as ``net.0/2/5/7``, and the
@@ -190,7 +190,7 @@ KINDS = {
 }
 
 _BUILDERS: dict[str, Callable[[dict], nn.Module]] = {
-    "m2sgan": lambda config: Generator(),
+    "m2sgan": lambda config: Generator(**config),
     "m2snet": lambda config: M2SNet(),
     "discriminator": lambda config: Discriminator(),
     "diffusion": lambda config: MotionTransformer(**config),
@@ -477,12 +477,12 @@ GENERATOR_LOADERS = {"m2sgan": load_generator, "diffusion": load_diffusion_denoi
 def save_checkpoint(model: nn.Module, path: str | Path, kind: str, config: dict | None = None, **meta) -> Path:
     """Write project-trained weights in the Gesture Maestro layout (see the module docstring).
 
-    `config` holds constructor arguments (MotionTransformer only); `meta` adds plain values (str, int, float, lists,
+    `config` holds constructor arguments (the generators' `config` by default); `meta` adds plain values (str, int, float, lists,
     dicts of those) such as the training data or epoch, stored under "meta".
     """
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(KINDS)}")
-    if kind == "diffusion" and config is None and isinstance(model, MotionTransformer):
+    if config is None and isinstance(model, (Generator, MotionTransformer)):
         config = model.config
     payload = {
         "format": PROJECT_FORMAT,

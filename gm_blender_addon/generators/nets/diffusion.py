@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ddim import DIFFUSION_STEPS, alphas_cumprod
-from .music_encoder import MusicEncoder
+from .music_encoder import MusicEncoder, beat_projection
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -154,12 +154,15 @@ class MotionTransformer(nn.Module):
         cond_mask_prob: float = 0.1,
         motion_mean: list[float] | None = None,
         motion_std: list[float] | None = None,
+        beat_features: int = 0,
     ):
         super().__init__()
         self.config = dict(
             input_feats=input_feats, num_frames=num_frames, latent_dim=latent_dim, num_layers=num_layers,
             num_heads=num_heads, ff_size=ff_size, dropout=dropout, cond_mask_prob=cond_mask_prob,
         )
+        if beat_features:
+            self.config["beat_features"] = beat_features
         if motion_mean is not None or motion_std is not None:
             self.config.update(motion_mean=list(motion_mean), motion_std=list(motion_std))
         # Kept in the config (saved with project checkpoints), not in the state dict, so that official files,
@@ -181,6 +184,8 @@ class MotionTransformer(nn.Module):
         # trains: the original let its BatchNorm statistics drift in train mode although its weights were frozen.
         self.music_encoder = MusicEncoder()
         self.music_encoder.requires_grad_(False)
+        # With beat_features > 0 the beats are an input too, added to the music features (networks.with_beats).
+        self.beat_projection = beat_projection(beat_features) if beat_features else None
         self.music_proj = nn.Linear(music_dim, music_dim)  # music → FiLM path (then music_embed)
         self.music_embed = nn.Linear(music_dim, embed_dim)  # shared by the FiLM and the cross-attention paths
 

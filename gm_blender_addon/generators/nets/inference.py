@@ -23,6 +23,9 @@ class TorchNetwork:
         self.network = network.eval()
         parameter = next(network.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+        projection = getattr(network, "beat_projection", None)
+        # (BEAT_FEATURES, 64), as generators/networks.with_beats applies it; None: the mel is the only input.
+        self.beat_projection = None if projection is None else projection.weight.detach().float().cpu().numpy().T
 
     def _in(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array), device=self.device).to(self.dtype)

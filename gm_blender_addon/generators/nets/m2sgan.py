@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .music_encoder import MusicEncoder
+from .music_encoder import MusicEncoder, beat_projection
 
 MEL_FPS = 90
 MOTION_FPS = 30
@@ -109,9 +109,12 @@ class TemporalDecoder(nn.Module):
 class Generator(nn.Module):
     """mel (N, 90·S, 128) + noise (N, S, 8) → motion (N, 30·S, 13, 2) in (0, 1)."""
 
-    def __init__(self):
+    def __init__(self, beat_features: int = 0):
         super().__init__()
         self.music_encoder = MusicEncoder()
+        # With beat_features > 0 the beats are an input too, added to the music features (networks.with_beats).
+        self.config = {"beat_features": beat_features} if beat_features else {}
+        self.beat_projection = beat_projection(beat_features) if beat_features else None
         # 1 Hz noise → 30 Hz, 64 channels, upsampling ×1, ×5, ×3, ×2 (lengths S → S → 5S → 15S → 30S).
         self.noise_upsampler = nn.Sequential(
             nn.ConvTranspose1d(NOISE_DIM, 16, 3, stride=1, padding=1), nn.ReLU(),

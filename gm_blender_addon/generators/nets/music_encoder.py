@@ -86,3 +86,12 @@ class MusicEncoder(nn.Module):
         x = x.permute(0, 2, 1, 3).reshape(n, t, c * f).transpose(1, 2)  # (N, 512, T/3)
         x = self.frame_bn(self.frame_conv(x))
         return x.transpose(1, 2)  # (N, T/3, 64)
+
+
+def beat_projection(beat_features: int) -> nn.Linear:
+    """The layer through which a generator with the beats as input adds them to its music features
+    (generators/networks.with_beats). It starts at zero, so a network fine-tuned from weights without it starts out
+    exactly as those weights."""
+    layer = nn.Linear(beat_features, MusicEncoder.out_dim, bias=False)
+    nn.init.zeros_(layer.weight)
+    return layer

@@ -61,6 +61,14 @@ def _music_encoder_graph(encoder: nn.Module) -> bytes:
     return _to_onnx(encoder, (mel,), {"mel": {0: "batch", 1: "mel_frames"}}, "music", {0: "batch", 1: "frames"})
 
 
+def _beat_config(network: nn.Module) -> dict:
+    """The beat input's projection, (BEAT_FEATURES, 64) as nested lists, for a network that has one: it is applied
+    outside the graphs (generators/networks.with_beats)."""
+    if network.beat_projection is None:
+        return {}
+    return {"beat_projection": network.beat_projection.weight.detach().cpu().T.tolist()}
+
+
 @torch.no_grad()
 def export_m2sgan(generator: Generator, path: str | Path) -> Path:
     frames = FRAMES_PER_SECOND * TRACE_SECONDS
@@ -72,7 +80,7 @@ def export_m2sgan(generator: Generator, path: str | Path) -> Path:
         {0: "batch", 1: "frames"},
     )
     graphs = {"music_encoder": _music_encoder_graph(generator.music_encoder), "decoder": decoder}
-    return save_bundle(path, "m2sgan", {"noise_dim": NOISE_DIM}, graphs)
+    return save_bundle(path, "m2sgan", {"noise_dim": NOISE_DIM, **_beat_config(generator)}, graphs)
 
 
 @torch.no_grad()
@@ -93,7 +101,8 @@ def export_diffusion(denoiser: MotionTransformer, path: str | Path) -> Path:
         {0: "batch", 1: "frames"},
     )
     config = {"num_frames": denoiser.num_frames, "input_feats": denoiser.input_feats,
-              "motion_mean": denoiser.motion_mean.tolist(), "motion_std": denoiser.motion_std.tolist()}
+              "motion_mean": denoiser.motion_mean.tolist(), "motion_std": denoiser.motion_std.tolist(),
+              **_beat_config(denoiser)}
     graphs = {"music_encoder": _music_encoder_graph(denoiser.music_encoder), "denoiser": graph}
     return save_bundle(path, "diffusion", config, graphs)
 
