@@ -1,7 +1,8 @@
 """The add-on on real recordings: its beat trackers and every generator against madmom's beats, excerpt by excerpt.
 
     .venv/bin/python benchmarks/real_music.py [--limit N] [--json OUT.json] [--trackers tcn,librosa]
-        [--generators procedural,m2sgan,diffusion] [--option NAME=VALUE ...] [--packages data/real_music]
+        [--generators procedural,m2sgan,diffusion] [--option NAME=VALUE ...] [--checkpoint GENERATOR=PATH ...]
+        [--packages data/real_music]
         [--references benchmarks/real_music/references.json]
 
 The excerpts (60 s of game and film-style soundtracks from Debian packages, orchestral first) and their reference,
@@ -17,7 +18,8 @@ per bar agree with madmom's; CPU seconds per minute of audio, after one untimed 
 imports, JIT compilation and weights. Per generator (`pipeline.perform` with the default tracker): F of the right
 hand's ictus (the wrist's lowest points, found as `benchmarks/tracker.py` finds them) against the reference beats,
 at their level and at any level. `--option NAME=VALUE` is given to every generator that has the option (for
-instance `--option beat_lock=false`); a generator without it runs as it is, with a warning.
+instance `--option beat_lock=false`); a generator without it runs as it is, with a warning. `--checkpoint
+GENERATOR=PATH` runs that generator with other weights than the project's (a training run's, an official file).
 
 Prints a line per excerpt and means over all excerpts and per package; asserts nothing. This set is for choosing
 models and constants, beside the synthetic validation split.
@@ -96,9 +98,9 @@ def score_tracker(audio, tracker: str, excerpt: dict) -> dict:
             "cpu_s_per_min": cpu / (audio.duration / 60.0)}
 
 
-def score_generator(path: Path, generator: str, options: dict, excerpt: dict) -> dict:
+def score_generator(path: Path, generator: str, options: dict, checkpoint: Path | None, excerpt: dict) -> dict:
     try:
-        keypoints = perform(path, generator, options=options).motion.keypoints
+        keypoints = perform(path, generator, checkpoint=checkpoint, options=options).motion.keypoints
     except AnalysisError as exc:
         return {"f": 0.0, "f_any": 0.0, "level": "none", "error": str(exc)}
     return beat_scores(ictus_times(keypoints), np.asarray(excerpt["beats"]))
@@ -118,6 +120,8 @@ def main() -> None:
     parser.add_argument("--generators", default=",".join(registry.names()), help="comma-separated generators")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="a generator option, given to each generator that has it (repeatable)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="GENERATOR=PATH",
+                        help="weights for a generator instead of the project's (repeatable)")
     parser.add_argument("--json", type=Path, help="also write every number here")
     args = parser.parse_args()
 
@@ -136,6 +140,12 @@ def main() -> None:
         options = {generator: generator_options(generator, given) for generator in generators}
     except (registry.GeneratorError, ValueError) as exc:
         parser.error(str(exc))
+    checkpoints = {}
+    for text in args.checkpoint:
+        name, equals, value = text.partition("=")
+        if not equals or name.strip() not in generators:
+            parser.error(f"--checkpoint takes GENERATOR=PATH for one of --generators, not {text!r}")
+        checkpoints[name.strip()] = Path(value.strip())
     references = json.loads(args.references.read_text())
     excerpts = references["excerpts"][: args.limit]
 
@@ -161,7 +171,8 @@ def main() -> None:
             row = {"id": excerpt["id"], "package": excerpt["package"], "minutes": audio.duration / 60.0,
                    "reference_bpm": excerpt["tempo_bpm"], "reference_beats_per_bar": excerpt["beats_per_bar"],
                    "trackers": {name: score_tracker(audio, name, excerpt) for name in trackers},
-                   "generators": {name: score_generator(path, name, options[name], excerpt) for name in generators}}
+                   "generators": {name: score_generator(path, name, options[name], checkpoints.get(name), excerpt)
+                                  for name in generators}}
             rows.append(row)
             print(f"{row['id'][:44]:44s} {row['reference_bpm']:5.0f} BPM "
                   + " ".join(f"{name} {s['f']:.2f}/{s['f_any']:.2f} {s['level']:9s}"
@@ -197,8 +208,11 @@ def main() -> None:
     if given:
         applied = "; ".join(f"{name} {chosen}" for name, chosen in options.items() if chosen)
         print(f"Generator options: {applied or 'no generator has the ones given'}")
+    for name, path in checkpoints.items():
+        print(f"{name} ran {path}")
     if args.json:
         args.json.write_text(json.dumps({"references": str(args.references), "options": options,
+                                         "checkpoints": {name: str(path) for name, path in checkpoints.items()},
                                          "summary": summary, "rows": rows}, indent=1))
 
 

@@ -306,7 +306,9 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
     from .blender import rigs, scene
 
     progress(0.9, "Building the scene")
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    # The factory startup scene but the user's preferences: read_factory_settings would reset those too, and
+    # Blender then deletes the wheels of every extension the reset left disabled, this one among them.
+    bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True)
     current = bpy.context.scene
     armature = rigs.append_bundled_rig(current) if args.rig == "bundled" else rigs.append_rig_file(current, args.rig)
     rig_map = rigs.rig_map_for(armature, args.rig_map)

@@ -353,7 +353,7 @@ def render_rig_motiongrams(generated: Motion, captured: Motion, seconds: float, 
     if registered_here:
         register()
     try:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True)  # keeps the preferences (see cli.py)
         scene = bpy.context.scene
         conductor = rigs.append_bundled_rig(scene)
         skeleton = rigs.snapshot(conductor)

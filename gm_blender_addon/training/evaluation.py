@@ -1,7 +1,8 @@
 """Held-out evaluation: generators run on the windows of one split and scored with core.metrics.
 
-Every generator gets the window's official mel (and nothing else: the data layout has no audio) and must return
-(F, 13, 2) motion, which is re-centred exactly as the add-on does before scoring; the learned generators' motion
+Every generator gets the window's official mel (and nothing else: the data layout has no audio; networks with the
+beats as input get the beats that the procedural row conducts to, `analysis_from_mel`) and must return (F, 13, 2)
+motion, which is re-centred exactly as the add-on does before scoring; the learned generators' motion
 is also smoothed as the add-on keys it (networks.smooth_network_output), so the table scores what users get. Per
 generator:
 
@@ -82,8 +83,12 @@ def m2sgan_candidate(checkpoint: Path, label: str | None = None) -> Candidate:
     from ..generators.networks import open_m2sgan
 
     generator = open_m2sgan(checkpoint)
-    return Candidate(label or f"m2sgan ({Path(checkpoint).name})",
-                     lambda mel, n, seed: smoothed_keypoints(generator, mel, n, seed))
+
+    def generate(mel: np.ndarray, n: int, seed: int) -> np.ndarray:
+        analysis = analysis_from_mel(mel)
+        return smoothed_keypoints(generator, mel, n, seed, beats=analysis.beats, downbeats=analysis.downbeats)
+
+    return Candidate(label or f"m2sgan ({Path(checkpoint).name})", generate)
 
 
 def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: str | None = None) -> Candidate:
@@ -91,8 +96,13 @@ def diffusion_candidate(checkpoint: Path, steps: int, guidance: float, label: st
     from ..generators.networks import open_denoiser
 
     denoiser = open_denoiser(checkpoint)
-    return Candidate(label or f"diffusion ({Path(checkpoint).name}, {steps} steps, w={guidance:g})",
-                     lambda mel, n, seed: generate_keypoints(denoiser, mel, n, seed, steps, guidance))
+
+    def generate(mel: np.ndarray, n: int, seed: int) -> np.ndarray:
+        analysis = analysis_from_mel(mel)
+        return generate_keypoints(denoiser, mel, n, seed, steps, guidance, beats=analysis.beats,
+                                  downbeats=analysis.downbeats)
+
+    return Candidate(label or f"diffusion ({Path(checkpoint).name}, {steps} steps, w={guidance:g})", generate)
 
 
 def m2snet_sync_accuracy(checkpoint: Path, dataset: WindowDataset) -> dict:

@@ -87,8 +87,6 @@ def test_the_binary_conducts_the_demo_headless(work):
     assert (work / "demo.blend").is_file() and "Traceback" not in output
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py builds the scene after bpy.ops.wm.read_factory_settings, which resets "
-                   "the preferences, and Blender then removes the wheels of every extension it finds disabled")
 def test_the_headless_command_line_leaves_the_installed_extension_working(work):
     headless(work, "/src/gm_blender_addon/run_headless.py", "/src/gm_blender_addon/data/demo/demo.ogg",
              "/scratch/demo.blend")

@@ -477,8 +477,8 @@ GENERATOR_LOADERS = {"m2sgan": load_generator, "diffusion": load_diffusion_denoi
 def save_checkpoint(model: nn.Module, path: str | Path, kind: str, config: dict | None = None, **meta) -> Path:
     """Write project-trained weights in the Gesture Maestro layout (see the module docstring).
 
-    `config` holds constructor arguments (the generators' `config` by default); `meta` adds plain values (str, int, float, lists,
-    dicts of those) such as the training data or epoch, stored under "meta".
+    `config` holds constructor arguments (the generators' `config` by default); `meta` adds plain values (str, int,
+    float, lists, dicts of those) such as the training data or epoch, stored under "meta".
     """
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(KINDS)}")
