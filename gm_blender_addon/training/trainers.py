@@ -585,6 +585,9 @@ class DiffusionTrainer(Trainer):
                 config = load_state(self.settings.init, "diffusion")[2]
             except CheckpointError as exc:
                 raise TrainingError(str(exc)) from exc
+            # The recipe is what the log and the manifest record: it states the sizes the network has.
+            recipe.update(latent=config["latent_dim"], layers=config["num_layers"], heads=config["num_heads"],
+                          ff_size=config["ff_size"], normalise="motion_mean" in config)
         model = MotionTransformer(**{**config, "cond_mask_prob": recipe["frame_drop"],
                                      "beat_features": BEAT_FEATURES if recipe["beat_input"] else 0})
         if self.settings.init is not None:
