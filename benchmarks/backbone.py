@@ -1,6 +1,6 @@
 """Figures for the backbone: speed, memory and musicality of audio → conductor. Prints a report; asserts nothing.
 
-    .venv/bin/python benchmarks/backbone.py [--skip-insert] [--skip-hour] [--pieces N]
+    .venv/bin/python benchmarks/backbone.py [--skip-insert] [--skip-hour] [--pieces N] [--only-keys | --only-power-law]
 
 Long inputs are made by repeating the bundled demo; the musicality table renders public-domain score excerpts with
 known beats through the project's own score-rendering recipe.
@@ -99,6 +99,86 @@ def bench_keyframes(performance, with_insert: bool) -> None:
     print(f"  keyframe_insert on the same data: {insert:.1f} s wall, {insert_cpu:.1f} s CPU → bulk is {insert / bulk:.0f}× faster (CPU: {insert_cpu / bulk_cpu:.0f}×)  (target ≥ 50×)")
 
 
+def bench_sparse_keys(performances: dict[str, object]) -> None:
+    """Keys written on the bundled rig every frame and reduced to the default tolerance (core.keys), with the
+    largest angle a bone strays from the solved motion, measured on the curves as Blender plays them."""
+    import bpy
+
+    from gm_blender_addon.blender import compat, keyframes, rigs
+    from gm_blender_addon.core import keys
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    armature = rigs.append_bundled_rig(bpy.context.scene)
+    skeleton = rigs.snapshot(armature)
+    parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+    for label, performance in performances.items():
+        rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+        dense = keyframes.key_count(*keyframes.build_rotation_action(armature, "dense", rotations))
+        started = time.perf_counter()
+        action, slot = keyframes.build_rotation_action(armature, "sparse", rotations,
+                                                       tolerance_deg=keys.DEFAULT_TOLERANCE_DEG)
+        elapsed = time.perf_counter() - started
+        sparse = keyframes.key_count(action, slot)
+        worst = 0.0
+        by_bone: dict[str, list] = {}
+        for fcurve in compat.action_fcurves(action, slot):
+            by_bone.setdefault(fcurve.data_path, []).append(fcurve)
+        for bone, quaternions in rotations.items():
+            pose_bone = armature.pose.bones[bone]
+            curves = sorted(by_bone[pose_bone.path_from_id(keys.DATA_PATHS[pose_bone.rotation_mode])],
+                            key=lambda f: f.array_index)
+            played = np.array([[f.evaluate(1 + t) for f in curves] for t in range(len(quaternions))])
+            worst = max(worst, float(keys.angle_between_deg(keys.quaternions_of(played, pose_bone.rotation_mode),
+                                                            quaternions).max()))
+        print(f"sparse keys, {label} ({performance.motion.n_frames} frames, {len(rotations)} bones): {dense} keys "
+              f"every frame → {sparse} within {keys.DEFAULT_TOLERANCE_DEG}° ({dense / sparse:.1f}× fewer), "
+              f"largest deviation as played {worst:.3f}°, reduced and written in {elapsed:.2f} s")
+
+
+# Long real recordings for the power-law check (Debian packages unpacked by benchmarks/real_music_sources.py; the
+# ones that are absent are skipped).
+LONG_REAL = [
+    "widelands-data/usr/share/games/widelands/data/music/ingame_01.ogg",
+    "megaglest-data/usr/share/games/megaglest/techs/megapack/factions/magic/music/music_magic.ogg",
+    "naev-data/usr/share/naev/dat/snd/music/combat1.ogg",
+]
+
+
+def bench_power_law() -> None:
+    """The two-thirds power law (core.metrics.power_law) on the procedural conductor as keyed on the bundled rig:
+    the baton's tip and both wrists in 3D, as Blender plays them, and the right wrist's 2D keypoints."""
+    import bpy
+
+    from gm_blender_addon.blender import compat, keyframes, rigs
+    from gm_blender_addon.core.metrics import power_law
+
+    pieces = {"the demo": demo_audio_file()}
+    packages = ROOT / "data" / "real_music"
+    pieces.update({Path(path).name: packages / path for path in LONG_REAL if (packages / path).is_file()})
+    for label, audio in pieces.items():
+        performance = perform(audio)
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        armature = rigs.append_bundled_rig(scene)
+        skeleton = rigs.snapshot(armature)
+        parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+        rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+        compat.assign_action(armature, *keyframes.build_rotation_action(armature, "bench", rotations))
+        baton = next(o for o in scene.objects if o.parent == armature and o.parent_type == "BONE")
+        tip = max((v.co.copy() for v in baton.data.vertices), key=lambda co: co.y)
+        paths = {"baton tip": [], "right wrist": [], "left wrist": []}
+        for frame in range(1, performance.motion.n_frames + 1):
+            scene.frame_set(frame)
+            paths["baton tip"].append(tuple(baton.matrix_world @ tip))
+            for side, bone in (("right wrist", "hand.R"), ("left wrist", "hand.L")):
+                paths[side].append(tuple(armature.matrix_world @ armature.pose.bones[bone].head))
+        figures = [f"{name} β {beta:.2f} R² {r2:.2f}" for name, (beta, r2)
+                   in ((name, power_law(np.array(path))) for name, path in paths.items())]
+        beta, r2 = power_law(performance.motion.keypoints[:, JOINT["right_wrist"]])
+        print(f"two-thirds power law, {label} ({performance.motion.duration:.0f} s): " + ", ".join(figures)
+              + f"; right wrist 2D β {beta:.2f} R² {r2:.2f}  (target β 0.25-0.4 with R² ≥ 0.5)")
+
+
 def bench_conduct_to_markers(folder: Path) -> None:
     """Conduct to Markers after a correction, through the operator: markers read, motion generated from the kept
     analysis, rig solved and keyed, markers renamed."""
@@ -110,8 +190,9 @@ def bench_conduct_to_markers(folder: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.gm_conductor.audio_path = str(repeated_demo(300.0, folder))
-    for generator in ("procedural", "m2sgan"):
+    for generator, sparse in (("procedural", False), ("procedural", True), ("m2sgan", False)):
         scene.gm_conductor.generator = generator
+        scene.gm_conductor.sparse_keys = sparse
         bpy.ops.gm.generate()
         markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
         markers[len(markers) // 2].frame += 2  # the user moves one beat
@@ -119,7 +200,8 @@ def bench_conduct_to_markers(folder: Path) -> None:
         bpy.ops.gm.conduct_to_markers()
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         target = "  (target ≤ 1 s)" if generator == "procedural" else " (decodes the audio again for the mel)"
-        print(f"Conduct to Markers, 5-minute piece, {generator} ({len(markers)} beat markers, keys written): "
+        keyed = "sparse keys written" if sparse else "keys written"
+        print(f"Conduct to Markers, 5-minute piece, {generator} ({len(markers)} beat markers, {keyed}): "
               f"{elapsed:.2f} s wall, {cpu:.2f} s CPU{target}")
     gm_blender_addon.unregister()
 
@@ -170,11 +252,22 @@ def main() -> None:
     parser.add_argument("--skip-insert", action="store_true", help="skip the slow keyframe_insert comparison")
     parser.add_argument("--skip-hour", action="store_true", help="skip the 60-minute memory run")
     parser.add_argument("--pieces", type=int, default=len(PIECES), help="how many score excerpts to render")
+    parser.add_argument("--only-keys", action="store_true", help="only the keyframe figures and Conduct to Markers")
+    parser.add_argument("--only-power-law", action="store_true", help="only the two-thirds power law figures")
     args = parser.parse_args()
+    if args.only_power_law:
+        bench_power_law()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         performance = bench_generation(folder)
+        if args.only_keys:
+            bench_sparse_keys({"the demo": perform(demo_audio_file()), "5-minute piece": performance})
+            bench_conduct_to_markers(folder)
+            return
         bench_keyframes(performance, not args.skip_insert)
+        bench_sparse_keys({"the demo": perform(demo_audio_file()), "5-minute piece": performance})
+        bench_power_law()
         bench_conduct_to_markers(folder)
         bench_cli(folder, not args.skip_hour)
         if args.pieces:

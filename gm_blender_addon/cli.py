@@ -22,6 +22,7 @@ from pathlib import Path
 from .core.analysis import METER_ALIASES, METER_NAMES, AnalysisError, GivenBeats, MusicHints
 from .core.audio import SUPPORTED_SUFFIXES, AudioError
 from .core.beats_file import BeatsFileError, read_beats
+from .core.keys import DEFAULT_TOLERANCE_DEG, MAX_TOLERANCE_DEG, MIN_TOLERANCE_DEG
 from .core.motion import MotionFileError
 from .core.retarget import RigMapError
 from .generators import registry
@@ -44,6 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--generator", default="procedural", choices=registry.names())
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--smoothing", type=float, default=0.2, help="0 (none) … 1 (strong); default 0.2")
+    gen.add_argument("--sparse-keys", type=float, nargs="?", const=DEFAULT_TOLERANCE_DEG, metavar="DEGREES",
+                     help="key only where needed, as Bézier curves within DEGREES of the generated motion (default "
+                     f"{DEFAULT_TOLERANCE_DEG}), played from an NLA track; without it every frame is keyed")
     gen.add_argument("--rig", default="bundled", help="'bundled' or a .blend holding one armature")
     gen.add_argument("--rig-map", help="rig map name or .json file (default: detected from the bone names)")
     gen.add_argument("--checkpoint", type=Path, help="weights file, for generators that need one")
@@ -254,6 +258,9 @@ def _outputs(args, audio: Path, several: bool) -> dict[str, Path | None]:
 def _validate(args) -> dict:
     if not 0.0 <= args.smoothing <= 1.0:
         raise UsageError(f"--smoothing must be between 0 and 1, got {args.smoothing}.")
+    if args.sparse_keys is not None and not MIN_TOLERANCE_DEG <= args.sparse_keys <= MAX_TOLERANCE_DEG:
+        raise UsageError(f"--sparse-keys must be between {MIN_TOLERANCE_DEG} and {MAX_TOLERANCE_DEG} degrees, got "
+                         f"{args.sparse_keys}.")
     if args.render_seconds is not None and args.render_seconds <= 0:
         raise UsageError("--render-seconds must be positive.")
     if args.render_seconds is not None and args.render is None:
@@ -312,7 +319,8 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
     current = bpy.context.scene
     armature = rigs.append_bundled_rig(current) if args.rig == "bundled" else rigs.append_rig_file(current, args.rig)
     rig_map = rigs.rig_map_for(armature, args.rig_map)
-    applied = scene.apply_performance(current, armature, performance, rig_map, args.smoothing)
+    applied = scene.apply_performance(current, armature, performance, rig_map, args.smoothing,
+                                      key_tolerance=args.sparse_keys)
     if current.camera is None:
         rigs.frame_camera(current, armature)
     scene.configure_look(current)
@@ -324,7 +332,7 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
         scene.configure_video_output(current, paths["render"], args.render_seconds)
         bpy.ops.render.render(animation=True)
     a = performance.analysis
-    return f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames"
+    return f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames, {applied.keys} keys"
 
 
 def _run_generate(args) -> int:

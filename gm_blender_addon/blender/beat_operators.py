@@ -21,7 +21,7 @@ from . import rigs
 from . import scene as scene_layer
 from .operators import GM_OT_generate, result_line
 from .preferences import checkpoint_for
-from .properties import generator_options
+from .properties import generator_options, key_tolerance_deg
 
 TAP_KEY = "T"
 
@@ -68,7 +68,7 @@ class GM_OT_conduct_to_markers(bpy.types.Operator):
                 options=generator_options(settings),
             )
             applied = scene_layer.apply_performance(scene, armature, performance, rig_map, settings.smoothing,
-                                                    new_music=False)
+                                                    new_music=False, key_tolerance=key_tolerance_deg(settings))
             if record is None:  # a scene from before the analysis was kept: it was measured now, keep it
                 scene_layer.store_analysis(scene, performance.analysis, audio)
         except INPUT_ERRORS + (WeightsError,) as exc:

@@ -53,6 +53,13 @@ def assign_action(obj, action, slot) -> None:
         animation.action_slot = slot
 
 
+def new_nla_strip(track, name: str, start: int, action, slot):
+    strip = track.strips.new(name, start, action)
+    if LAYERED_ACTIONS:
+        strip.action_slot = slot
+    return strip
+
+
 def assigned_slot(obj):
     animation = obj.animation_data
     return animation.action_slot if (LAYERED_ACTIONS and animation is not None) else None

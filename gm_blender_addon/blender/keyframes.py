@@ -1,7 +1,10 @@
-"""Writing solved bone rotations as keyframes, in bulk.
+"""Writing solved bone rotations as keyframes, in bulk, in each bone's own rotation mode.
 
 `keyframe_points.add` + `foreach_set` is linear in the number of keys and over 100× faster than `keyframe_insert`.
-Keys are written LINEAR: they are sampled every frame, so Bézier handles would only add overshoot.
+Dense keys (one per frame) are LINEAR: Bézier handles would only add overshoot between samples a frame apart.
+Sparse keys (core.keys.reduce_curves) are Bézier with handles along the solved curve's slope, so that the curve
+Blender plays is the one the reduction measured: ALIGNED, so that dragging one handle turns the other, except at the
+corners of the motion (the ictus), which get FREE (broken) handles as an animator keys a bounce.
 """
 
 from __future__ import annotations
@@ -9,9 +12,14 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from ..core import keys
 from . import compat
 
-LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+_KEYFRAME = bpy.types.Keyframe.bl_rna.properties
+LINEAR = _KEYFRAME["interpolation"].enum_items["LINEAR"].value
+BEZIER = _KEYFRAME["interpolation"].enum_items["BEZIER"].value
+ALIGNED = _KEYFRAME["handle_left_type"].enum_items["ALIGNED"].value
+FREE = _KEYFRAME["handle_left_type"].enum_items["FREE"].value
 
 
 def fill_fcurve(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
@@ -25,20 +33,57 @@ def fill_fcurve(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
     fcurve.update()
 
 
-def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray], frame_start: int = 1):
-    """A new, unassigned action keying each bone's rotation_quaternion; nothing in the scene changes yet.
+def fill_bezier_fcurve(fcurve, frames: np.ndarray, values: np.ndarray, left: np.ndarray, right: np.ndarray,
+                       broken: np.ndarray) -> None:
+    """Keys at `frames` with handles `left` and `right` ((K, 2) frame, value), FREE where `broken`, else ALIGNED."""
+    count = len(frames)
+    points = fcurve.keyframe_points
+    points.add(count)
+    handle_types = np.where(broken, FREE, ALIGNED).astype(np.int32)
+    points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+    points.foreach_set("interpolation", np.full(count, BEZIER, dtype=np.int32))
+    points.foreach_set("handle_left_type", handle_types)
+    points.foreach_set("handle_right_type", handle_types)
+    points.foreach_set("handle_left", left.astype(np.float32).ravel())
+    points.foreach_set("handle_right", right.astype(np.float32).ravel())
+    fcurve.update()
+
+
+def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray], frame_start: int = 1,
+                          tolerance_deg: float | None = None):
+    """A new, unassigned action keying each bone's rotation in the bone's own rotation mode; nothing in the scene
+    changes yet. With `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame;
+    without, a key on every frame.
 
     Returns (action, slot). If anything fails the half-built action is removed before the error propagates.
     """
     action, slot = compat.new_action(name)
     try:
-        for bone, quaternions in rotations.items():
-            data_path = armature.pose.bones[bone].path_from_id("rotation_quaternion")
-            frames = frame_start + np.arange(len(quaternions), dtype=np.float32)
-            for channel in range(4):
-                fcurve = compat.new_fcurve(action, slot, data_path, channel, bone)
-                fill_fcurve(fcurve, frames, quaternions[:, channel].astype(np.float32))
+        by_mode: dict[str, list[str]] = {}
+        for bone in rotations:
+            by_mode.setdefault(armature.pose.bones[bone].rotation_mode, []).append(bone)
+        for mode, bones in by_mode.items():
+            values = np.stack([keys.channels(rotations[bone], mode) for bone in bones])
+            reduced = keys.reduce_bones(values, mode, tolerance_deg) if tolerance_deg is not None else None
+            for b, bone in enumerate(bones):
+                data_path = armature.pose.bones[bone].path_from_id(keys.DATA_PATHS[mode])
+                fcurves = [compat.new_fcurve(action, slot, data_path, c, bone) for c in range(values.shape[2])]
+                if reduced is None:
+                    frames = frame_start + np.arange(values.shape[1], dtype=np.float32)
+                    for c, fcurve in enumerate(fcurves):
+                        fill_fcurve(fcurve, frames, values[b, :, c].astype(np.float32))
+                    continue
+                curves = reduced[b]
+                left, right = curves.handles()
+                shift = np.array([frame_start, 0.0])
+                for c, fcurve in enumerate(fcurves):
+                    fill_bezier_fcurve(fcurve, frame_start + curves.frames, curves.values[:, c], left[:, c] + shift,
+                                       right[:, c] + shift, curves.corners)
     except Exception:
         bpy.data.actions.remove(action)
         raise
     return action, slot
+
+
+def key_count(action, slot) -> int:
+    return sum(len(fcurve.keyframe_points) for fcurve in compat.action_fcurves(action, slot))

@@ -19,7 +19,7 @@ from ..core.retarget import RigMap
 from ..weights import WeightsError
 from . import rig_maps, rigs
 from .preferences import checkpoint_for
-from .properties import generator_options, music_hints
+from .properties import generator_options, key_tolerance_deg, music_hints
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -37,6 +37,7 @@ class GenerateRequest:
     checkpoint: Path | None
     options: dict
     smoothing: float
+    key_tolerance: float | None = None  # degrees; None keys every frame
     hints: MusicHints = MusicHints()
 
     def perform(self, progress):
@@ -76,7 +77,8 @@ def _remove_collection(collection) -> None:
 
 def result_line(applied, analysis) -> str:
     """What the panel shows of the last result."""
-    return f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}"
+    return (f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}, "
+            f"{applied.keys:,} keys")
 
 
 def target_armature(context):
@@ -100,7 +102,7 @@ def request_fingerprint(settings) -> tuple:
     """What the panel asks a generation for, as typed: compared when a running generation ends, because an undo
     (or an edit) while it ran may have changed what it was started with."""
     return (settings.audio_path, settings.generator, settings.seed, settings.checkpoint, settings.smoothing,
-            settings.meter, settings.tempo, settings.beats_path, tuple(sorted(generator_options(settings).items())))
+            settings.sparse_keys, settings.key_tolerance, settings.meter, settings.tempo, settings.beats_path, tuple(sorted(generator_options(settings).items())))
 
 
 class GM_OT_generate(bpy.types.Operator):
@@ -139,6 +141,7 @@ class GM_OT_generate(bpy.types.Operator):
             checkpoint=checkpoint,
             options=generator_options(settings),
             smoothing=settings.smoothing,
+            key_tolerance=key_tolerance_deg(settings),
             hints=hints,
         )
 
@@ -219,7 +222,8 @@ class GM_OT_generate(bpy.types.Operator):
                 armature = rigs.append_bundled_rig(context.scene)
                 appended = armature.users_collection[0]
             rig_map = rigs.rig_map_for(armature)
-            applied = scene.apply_performance(context.scene, armature, performance, rig_map, request.smoothing)
+            applied = scene.apply_performance(context.scene, armature, performance, rig_map, request.smoothing,
+                                              key_tolerance=request.key_tolerance)
         except INPUT_ERRORS + (RigFileError,) as exc:
             if appended is not None:
                 _remove_collection(appended)

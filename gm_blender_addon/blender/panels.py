@@ -42,6 +42,9 @@ class GM_PT_conductor(ConductorTab, bpy.types.Panel):
         layout.prop(settings, "beats_path")
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
+        layout.prop(settings, "sparse_keys")
+        if settings.sparse_keys:
+            layout.prop(settings, "key_tolerance")
         layout.prop(settings, "armature")
         if GM_OT_generate.running is None:
             layout.operator("gm.generate", icon="PLAY")

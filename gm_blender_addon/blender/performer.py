@@ -231,8 +231,6 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
         animation = plane.active_material.node_tree.animation_data
         if animation is not None and animation.action is not None:
             animation.action.name = f"{VIDEO_PLANE} pacing"
-    for bone in rotations:
-        armature.pose.bones[bone].rotation_mode = "QUATERNION"
     compat.assign_action(armature, action, slot)
     action.name = ACTION
 
@@ -360,8 +358,6 @@ def render_rig_motiongrams(generated: Motion, captured: Motion, seconds: float, 
         parts = rigs.rig_map_for(conductor).resolve(skeleton.names)
         rotations, _ = solve_for_rig(generated, skeleton, parts, smoothing=0.0)
         action, slot = keyframes.build_rotation_action(conductor, "GM Conductor", rotations, FIRST_FRAME)
-        for bone in rotations:
-            conductor.pose.bones[bone].rotation_mode = "QUATERNION"
         compat.assign_action(conductor, action, slot)
         configure_timeline(scene, max(generated.duration, captured.duration))
         performer = add_performer(scene, captured, conductor=conductor, audio="MUSIC")

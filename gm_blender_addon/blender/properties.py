@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import bpy
 
+from ..core import keys
 from ..core.analysis import METER_ALIASES, METER_NAMES, MusicHints
 from ..core.beats_file import read_beats
 from ..core.tracker import MAX_BPM
 from ..generators import registry
+
+
+def key_tolerance_deg(settings) -> float | None:
+    """The tolerance sparse keys are reduced to, in degrees; None keys every frame."""
+    return math.degrees(settings.key_tolerance) if settings.sparse_keys else None
+
 
 _generator_items: list[tuple[str, str, str]] = []
 
@@ -125,6 +134,15 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
     smoothing: bpy.props.FloatProperty(
         name="Smoothing", description="How much to smooth the motion before keying", min=0.0, max=1.0,
         subtype="FACTOR", get=_get_smoothing, set=_set_smoothing,
+    )
+    sparse_keys: bpy.props.BoolProperty(
+        name="Sparse Keys", description="Key only where the motion needs it, as Bézier curves within the tolerance, "
+        "and play them from an NLA track so that your own keys go on a layer above; off keys every frame",
+    )
+    key_tolerance: bpy.props.FloatProperty(
+        name="Tolerance", description="How far any bone may stray from the generated motion between sparse keys",
+        subtype="ANGLE", default=math.radians(keys.DEFAULT_TOLERANCE_DEG), min=math.radians(keys.MIN_TOLERANCE_DEG),
+        max=math.radians(keys.MAX_TOLERANCE_DEG), precision=2,
     )
     armature: bpy.props.PointerProperty(
         name="Armature", description="Rig to animate; empty adds the bundled conductor", type=bpy.types.Object,

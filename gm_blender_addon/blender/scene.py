@@ -29,6 +29,8 @@ GENERATED = "gm_generated"
 FIRST_FRAME = 1
 # The scene's custom property where Generate keeps the analysis (a record: see core.analysis.analysis_record).
 ANALYSIS = "gm_analysis"
+# With sparse keys the generated action plays from this NLA track, under the animator's own keys.
+NLA_TRACK = "GM Conductor"
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Applied:
     frames: int
     bars: int
     keyed_bones: int
+    keys: int
 
 
 def frame_rate(scene) -> float:
@@ -138,12 +141,16 @@ def stored_analysis(scene) -> tuple[dict | None, Path | None]:
 
 
 def apply_performance(scene, armature, performance: Performance, rig_map: RigMap, smoothing: float,
-                      new_music: bool = True) -> Applied:
+                      new_music: bool = True, key_tolerance: float | None = None) -> Applied:
     """Key `armature` with the performance and set the scene up around it; replaces an earlier generated result.
 
     With `new_music` (Generate) the music's strip is put in the sequencer, the playhead at its start and the analysis
     kept with the scene; conducting again to the beat markers leaves all three as they are. Either way the beat
     markers are rewritten from the analysis.
+
+    Without `key_tolerance` every frame is keyed and the action is the armature's active one. With it (degrees) the
+    keys are sparse Bézier keys within that angle of the solved rotation (core.keys) and the action plays from the
+    NLA track NLA_TRACK, so that what the animator keys goes on a layer above it and survives generating again.
     """
     skeleton = rigs.snapshot(armature)
     parts = rig_map.resolve(skeleton.names, armature=f"Armature '{armature.name}'")
@@ -157,20 +164,14 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
             )
     rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing)
     name = f"GM {armature.name}"
-    action, slot = keyframes.build_rotation_action(armature, name, rotations, FIRST_FRAME)
+    action, slot = keyframes.build_rotation_action(armature, name, rotations, FIRST_FRAME, key_tolerance)
     action[GENERATED] = True
     key_switches(armature, action, slot, switches)
 
-    previous = armature.animation_data.action if armature.animation_data else None
-    for bone in rotations:
-        armature.pose.bones[bone].rotation_mode = "QUATERNION"
-    compat.assign_action(armature, action, slot)
-    if previous is not None:
-        if previous.get(GENERATED) and previous.users == 0:
-            bpy.data.actions.remove(previous)
-        elif not previous.get(GENERATED):
-            # The user's own animation stays in the file rather than vanishing on save.
-            previous.use_fake_user = True
+    if key_tolerance is None:
+        _make_active(armature, action, slot)
+    else:
+        _play_from_track(armature, action, slot)
     action.name = name
 
     analysis = performance.analysis
@@ -186,7 +187,53 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
         frames=performance.motion.n_frames,
         bars=len(analysis.downbeats),
         keyed_bones=len(rotations),
+        keys=keyframes.key_count(action, slot),
     )
+
+
+def _release(action) -> None:
+    """An action the armature no longer plays: a generated one goes once nothing uses it, the user's own stays in
+    the file rather than vanishing on save."""
+    if action is None:
+        return
+    if not action.get(GENERATED):
+        action.use_fake_user = True
+    elif action.users == 0:
+        bpy.data.actions.remove(action)
+
+
+def _make_active(armature, action, slot) -> None:
+    animation = armature.animation_data or armature.animation_data_create()
+    track = animation.nla_tracks.get(NLA_TRACK)
+    replaced = [strip.action for strip in track.strips] if track is not None else []
+    if track is not None:  # from sparse keys generated before: the new action replaces what played there
+        animation.nla_tracks.remove(track)
+    previous = animation.action
+    compat.assign_action(armature, action, slot)
+    for old in [previous, *replaced]:
+        _release(old)
+
+
+def _play_from_track(armature, action, slot) -> None:
+    animation = armature.animation_data or armature.animation_data_create()
+    track = animation.nla_tracks.get(NLA_TRACK)
+    previous = animation.action
+    # Above an existing track the active action is the animator's layer and stays; a generated action keyed
+    # directly, or an animation the rig had before the track existed, gives way to the track.
+    if previous is not None and (previous.get(GENERATED) or track is None):
+        animation.action = None
+        _release(previous)
+    if track is None:
+        track = animation.nla_tracks.new()
+        track.name = NLA_TRACK
+        # The animator's keys then add to the generated motion (quaternions multiply) rather than replace it.
+        animation.action_blend_type = "COMBINE"
+    replaced = [strip.action for strip in track.strips]
+    for strip in list(track.strips):
+        track.strips.remove(strip)
+    compat.new_nla_strip(track, NLA_TRACK, FIRST_FRAME, action, slot)
+    for old in replaced:
+        _release(old)
 
 
 def key_switches(armature, action, slot, switches: dict[str, dict[str, float]]) -> None:

@@ -431,3 +431,34 @@ __all__ = [
     "motion_beat_frames", "ictus_frames", "ictus_times", "beat_alignment_score", "beat_consistency",
     "beat_consistency_from_mel", "beat_consistency_official", "mean_over",
 ]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Human-likeness
+# --------------------------------------------------------------------------------------------------------------
+
+# The power law is fitted where the path moves: still moments (the speed under this share of its 95th percentile)
+# have no defined direction and their curvature is noise.
+POWER_LAW_MIN_SPEED = 0.05
+
+
+def power_law(path: np.ndarray, fps: float = MOTION_FPS) -> tuple[float, float]:
+    """The two-thirds power law of hand movement (Lacquaniti, Terzuolo and Viviani, 1983): speed ∝ curvature^-β, with
+    β near 1/3 in human drawing and gesture.  `path` (T, 2 or 3): a point's positions.  Returns (β, R²) of the
+    least-squares line through log speed against log curvature over the frames where the point moves."""
+    p = np.asarray(path, dtype=np.float64)
+    velocity = np.gradient(p, axis=0) * fps
+    acceleration = np.gradient(velocity, axis=0) * fps
+    speed = np.linalg.norm(velocity, axis=1)
+    # |v × a| in any dimension, from |v|²|a|² − (v·a)².
+    cross = np.sqrt(np.maximum(0.0, (speed**2) * np.sum(acceleration**2, axis=1)
+                               - np.sum(velocity * acceleration, axis=1) ** 2))
+    moving = speed > POWER_LAW_MIN_SPEED * np.percentile(speed, 95)
+    curvature = cross[moving] / speed[moving] ** 3
+    keep = curvature > 0
+    if keep.sum() < 3:
+        return float("nan"), float("nan")
+    x, y = np.log(curvature[keep]), np.log(speed[moving][keep])
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    return float(-slope), float(1.0 - residual.var() / y.var())

@@ -80,6 +80,7 @@ def test_unwritable_output_folder_is_refused_before_any_work(inputs, tmp_path):
         (["--smoothing", "2"], "between 0 and 1"),
         (["--render-seconds", "3"], "needs --render"),
         (["--generator", "nope"], "invalid choice"),
+        (["--sparse-keys", "50"], "--sparse-keys must be between 0.01 and 10.0 degrees"),
     ],
 )
 def test_bad_arguments_exit_2(inputs, tmp_path, args, message):
@@ -103,6 +104,22 @@ def test_a_rig_file_missing_bones_is_reported(inputs, tmp_path):
     result = run(inputs / "second.flac", "--out", tmp_path / "o.blend", "--rig", tmp_path / "bare.blend")
     assert result.returncode == 1 and "missing bones" in result.stderr and "upper_arm.L" in result.stderr
     assert not (tmp_path / "o.blend").exists()
+
+
+def test_sparse_keys_write_fewer_keys_played_from_an_nla_track(inputs, tmp_path):
+    import re
+
+    audio = inputs / "second.flac"
+    dense = run(audio, "--out", tmp_path / "dense.blend")
+    sparse = run(audio, "--out", tmp_path / "sparse.blend", "--sparse-keys")
+    coarse = run(audio, "--out", tmp_path / "coarse.blend", "--sparse-keys", "2")
+    counts = [int(re.search(r"(\d+) keys", r.stdout).group(1)) for r in (dense, sparse, coarse)]
+    assert counts[0] > 4 * counts[1] > 4 * counts[2], counts
+    check = ("import bpy; a = [o for o in bpy.data.objects if o.type == 'ARMATURE'][0].animation_data; "
+             "assert a.action is None and a.nla_tracks['GM Conductor'].strips[0].action.name == 'GM Conductor'")
+    opened = subprocess.run([sys.executable, "-c", f"import bpy; bpy.ops.wm.open_mainfile(filepath="
+                             f"{str(tmp_path / 'sparse.blend')!r}); {check}"], capture_output=True, text=True)
+    assert opened.returncode == 0, opened.stderr
 
 
 def analyze(*args, timeout=240):

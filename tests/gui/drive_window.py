@@ -82,18 +82,29 @@ class Window:
     def click(self, x: int, y: int):
         yield from self.key("LEFTMOUSE", (x, y))
 
-    def find_button(self, command: str, xs=None, ys=None):
+    def find_button(self, command: str, xs=None, ys=None, shift: bool = False):
         """Set `found` to the (x, y) of the sidebar button whose Python command is `command` (None if there is none),
-        searched top to bottom with Ctrl+C, by default down the middle of the whole sidebar."""
+        searched top to bottom with Ctrl+C, by default down the middle of the whole sidebar. With `shift`, Ctrl+Shift+C
+        finds a property's field by its data path instead."""
         sidebar = self.region("UI")
         for x in xs or (sidebar.x + sidebar.width // 2,):
             for y in ys or range(sidebar.y + sidebar.height - 10, sidebar.y + 10, -8):
                 bpy.context.window_manager.clipboard = ""
-                yield from self.key("C", (x, y), ctrl=True)
+                yield from self.key("C", (x, y), ctrl=True, shift=shift)
                 if bpy.context.window_manager.clipboard == command:
                     self.found = (x, y)
                     return
         self.found = None
+
+    def scroll_sidebar(self, ticks: int):
+        """Scroll the sidebar down (ticks > 0) or up, as the mouse wheel over it does."""
+        sidebar = self.region("UI")
+        at = (sidebar.x + sidebar.width // 2, sidebar.y + sidebar.height // 2)
+        yield from self.move(*at)
+        for _ in range(abs(ticks)):
+            self.window.event_simulate(type="WHEELDOWNMOUSE" if ticks > 0 else "WHEELUPMOUSE", value="PRESS",
+                                       x=at[0], y=at[1])
+            yield STEP
 
 
 def operators_module():
@@ -257,6 +268,8 @@ def steps():
     capture.video_path, capture.output_dir = str(PERFORMER_VIDEO), str(OUT / "compare")
     bpy.ops.ed.undo_push(message="Capture Settings")
     found = {}
+    # The conductor's panel and the capture panel together are taller than the window: scroll, as a user would.
+    yield from window.scroll_sidebar(8)
     for step, command, busy, picture in (("capture", "bpy.ops.gm.capture_video()", "running", "08-captured"),
                                          ("add_performer", "bpy.ops.gm.add_performer()", None, "09-performer-added"),
                                          ("compare", "bpy.ops.gm.compare_performer()", "comparing", "10-compared")):
@@ -279,6 +292,30 @@ def steps():
            keypoints_written=bool(keypoints and keypoints.is_file()),
            performer="Performer" in bpy.data.objects, metrics=capture.metrics.splitlines(),
            files=sorted(p.name for p in (OUT / "compare").glob("*")))
+
+    # Sparse keys: the panel's checkbox ticked with the pointer, then Generate Conductor.
+    yield from window.scroll_sidebar(-20)
+    yield from window.find_button("gm_conductor.sparse_keys", shift=True)
+    checkbox = window.found
+    if checkbox is None:
+        raise LookupError("no Sparse Keys checkbox in the sidebar")
+    yield from window.click(*checkbox)
+    yield 0.5
+    yield from window.find_button("bpy.ops.gm.generate()")
+    if window.found is None:
+        raise LookupError("no Generate Conductor button with Sparse Keys ticked")
+    yield from window.click(*window.found)
+    yield 0.5
+    yield from wait_for_generation([], shot_at=2.0)
+    yield 1.0
+    screenshot("11-sparse-keys")
+    conductor = bpy.context.scene.gm_conductor.armature
+    animation = conductor.animation_data if conductor is not None else None
+    tracks = {t.name: [s.action.name for s in t.strips] for t in animation.nla_tracks} if animation else {}
+    record("sparse_keys", checkbox=checkbox, ticked=bpy.context.scene.gm_conductor.sparse_keys,
+           last_result=bpy.context.scene.gm_conductor.last_result,
+           active_action=animation.action.name if animation and animation.action else None, tracks=tracks,
+           blend=animation.action_blend_type if animation else None)
 
 
 def run():

@@ -189,7 +189,13 @@ def test_capture_add_performer_and_compare_work_with_only_the_extension_installe
     assert {"metrics.csv", "wrist_trajectories.png", "beats.png", "motiongrams.png"} <= set(steps["files"]), steps
 
 
+def test_sparse_keys_ticked_in_the_panel_play_from_an_nla_track(window):
+    sparse = window["sparse_keys"]
+    assert sparse["ticked"] and sparse["active_action"] is None and sparse["blend"] == "COMBINE", sparse
+    assert sparse["tracks"] == {"GM Conductor": ["GM Conductor"]} and " keys" in sparse["last_result"], sparse
+
+
 def test_every_step_left_a_screenshot(window):
     names = {p.stem for p in SCREENSHOTS.glob("*.png")}
     assert {"01-conductor-tab", "02-generating", "03-generated", "04-undone", "06-cancelled", "07-rig-map",
-            "08-captured", "09-performer-added", "10-compared"} <= names
+            "08-captured", "09-performer-added", "10-compared", "11-sparse-keys"} <= names
