@@ -195,9 +195,13 @@ def reduce_curves(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_
     return reduce_bones(np.asarray(values)[None], mode, tolerance_deg)[0]
 
 
-# Candidate next keys tested at once per bone: enough to bracket the next key in two or three rounds, few enough that
-# a bone that hardly moves (keys seconds apart) is not tested at every frame of its long stretches.
+# Candidate next keys tested at once per stretch: enough to bracket the next key in two or three rounds, few enough
+# that a bone that hardly moves (keys seconds apart) is not tested at every frame of its long stretches.
 CANDIDATES = 24
+# Each bone is reduced in stretches of this many frames, all at once: the greedy search is sequential within a
+# stretch, so long pieces would otherwise take one round per key.  A key at each stretch's end costs one extra key
+# per 10 s.
+STRETCH_FRAMES = 300
 
 
 def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_TOLERANCE_DEG) -> list[ReducedCurves]:
@@ -207,8 +211,8 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     Greedy from the first frame: each key is followed by the farthest frame that can be the next key.  It is
     bracketed by testing up to CANDIDATES frames at once, spread over a window that doubles while all of them fit,
     then over the bracket between the last that fits and the first that does not, until the two are neighbours.
-    Every bone's candidates are tested together.  Keys are shared by a bone's channels so that its rotation is keyed
-    as a whole, as animators key it."""
+    Every bone's stretches are searched together.  Keys are shared by a bone's channels so that its rotation is
+    keyed as a whole, as animators key it."""
     values = np.asarray(values, dtype=np.float64)
     bones, n, width = values.shape
     flat = values.reshape(bones * n, width)
@@ -217,53 +221,70 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     slopes_out = np.concatenate([s[1] for s in slopes])
     corners = np.concatenate([s[2] for s in slopes])
     target = quaternions_of(flat, mode)
-    kept: list[list[int]] = [[0] for _ in range(bones)]
-    start = [0] * bones
-    fits_to = [1] * bones  # the farthest end known to fit (the neighbouring frame always does)
-    misses_at: list[int | None] = [None] * bones  # the nearest end known not to fit
-    window = [8] * bones
-    active = list(range(bones)) if n > 1 else []
+    # Stretches as (first row, last row) of `flat`; each searched as its own sequence of keys.
+    edges = list(range(0, n - 1, STRETCH_FRAMES)) + [n - 1]
+    stretches = [(b * n + e0, b * n + e1) for b in range(bones) for e0, e1 in zip(edges, edges[1:])]
+    last = [e1 for _, e1 in stretches]
+    kept: list[list[int]] = [[e0] for e0, _ in stretches]
+    start = [e0 for e0, _ in stretches]
+    fits_to = [e0 + 1 for e0, _ in stretches]  # the farthest end known to fit (the neighbouring frame always does)
+    misses_at: list[int | None] = [None] * len(stretches)  # the nearest end known not to fit
+    window = [8] * len(stretches)
+    for r in range(len(stretches)):
+        if fits_to[r] == last[r]:
+            start[r] = last[r]
+            kept[r].append(last[r])
+    active = [r for r in range(len(stretches)) if start[r] < last[r]]
     while active:
-        bone, end = [], []
-        for b in active:
-            top = misses_at[b] - 1 if misses_at[b] is not None else min(n - 1, start[b] + window[b])
-            candidates = np.unique(np.linspace(fits_to[b] + 1, top, min(CANDIDATES, top - fits_to[b])).round())
-            bone.append(np.full(len(candidates), b))
-            end.append(candidates.astype(int))
-        bone, end = np.concatenate(bone), np.concatenate(end)
-        begin = np.asarray(start)[bone]
+        end, bounds = [], [0]
+        for r in active:
+            top = misses_at[r] - 1 if misses_at[r] is not None else min(last[r], start[r] + window[r])
+            if top - fits_to[r] <= CANDIDATES:
+                candidates = np.arange(fits_to[r] + 1, top + 1)
+            else:
+                candidates = np.unique(np.linspace(fits_to[r] + 1, top, CANDIDATES).round().astype(int))
+            end.append(candidates)
+            bounds.append(bounds[-1] + len(candidates))
+        end = np.concatenate(end)
+        count = np.diff(bounds)
+        begin = np.repeat([start[r] for r in active], count)
         lengths = end - begin + 1
         owner = np.repeat(np.arange(len(end)), lengths)
-        offset = bone[owner] * n
-        at = offset + begin[owner] + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        first, last = offset + begin[owner], offset + end[owner]
-        curve = _hermite(flat[first], slopes_out[first], flat[last], slopes_in[last], first, last, at)
+        at = begin[owner] + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        first, final = begin[owner], end[owner]
+        curve = _hermite(flat[first], slopes_out[first], flat[final], slopes_in[final], first, final, at)
         error = angle_between_deg(quaternions_of(curve, mode), target[at])
         fits = np.maximum.reduceat(error, np.cumsum(lengths) - lengths) <= tolerance_deg
+        # Per stretch: how many of its candidates fit before the first that does not (all of them when none misses).
+        offsets = np.array(bounds[:-1])
+        local = np.arange(len(end)) - np.repeat(offsets, count)
+        misses = np.minimum.reduceat(np.where(fits, np.repeat(count, count), local), offsets)
+        last_fit = end[offsets + np.maximum(misses - 1, 0)].tolist()
+        first_miss = end[np.minimum(offsets + misses, len(end) - 1)].tolist()
         still = []
-        for b in active:
-            mine = bone == b
-            tested, ok = end[mine], fits[mine]
-            miss = int(np.argmin(ok)) if not ok.all() else len(ok)
+        for r, miss, n_tested, fit_end, miss_end in zip(active, misses.tolist(), count.tolist(), last_fit, first_miss):
             if miss:
-                fits_to[b] = int(tested[miss - 1])
-            if miss < len(ok):
-                misses_at[b] = int(tested[miss])
-            elif misses_at[b] is None and fits_to[b] < n - 1:
-                window[b] *= 2
-            if fits_to[b] == n - 1 or (misses_at[b] is not None and misses_at[b] - fits_to[b] == 1):
-                window[b] = max(8, 2 * (fits_to[b] - start[b]))
-                start[b] = fits_to[b]
-                kept[b].append(start[b])
-                fits_to[b], misses_at[b] = start[b] + 1, None
-            if start[b] < n - 1:
-                still.append(b)
+                fits_to[r] = fit_end
+            if miss < n_tested:
+                misses_at[r] = miss_end
+            elif misses_at[r] is None and fits_to[r] < last[r]:
+                window[r] *= 2
+            if fits_to[r] == last[r] or (misses_at[r] is not None and misses_at[r] - fits_to[r] == 1):
+                window[r] = max(8, 2 * (fits_to[r] - start[r]))
+                start[r] = fits_to[r]
+                kept[r].append(start[r])
+                fits_to[r], misses_at[r] = start[r] + 1, None
+                if fits_to[r] == last[r]:  # one frame left: it is the stretch's last key
+                    start[r] = last[r]
+                    kept[r].append(last[r])
+            if start[r] < last[r]:
+                still.append(r)
         active = still
     out = []
+    per_bone = len(edges) - 1
     for b in range(bones):
-        frames = np.array(kept[b])
-        rows = b * n + frames
-        out.append(ReducedCurves(frames, flat[rows], slopes_in[rows], slopes_out[rows], corners[rows]))
+        rows = np.unique(np.concatenate([kept[r] for r in range(b * per_bone, (b + 1) * per_bone)] or [[b * n]]))
+        out.append(ReducedCurves(rows - b * n, flat[rows], slopes_in[rows], slopes_out[rows], corners[rows]))
     return out
 
 
