@@ -310,7 +310,7 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
 
     import bpy
 
-    from .blender import rigs, scene
+    from .blender import rigs, scene, stage
 
     progress(0.9, "Building the scene")
     # The factory startup scene but the user's preferences: read_factory_settings would reset those too, and
@@ -321,6 +321,8 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
     rig_map = rigs.rig_map_for(armature, args.rig_map)
     applied = scene.apply_performance(current, armature, performance, rig_map, args.smoothing,
                                       key_tolerance=args.sparse_keys)
+    if args.rig == "bundled":
+        stage.add_stage(current, armature)
     if current.camera is None:
         rigs.frame_camera(current, armature)
     scene.configure_look(current)

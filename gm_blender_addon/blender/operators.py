@@ -17,7 +17,7 @@ from ..cli import INPUT_ERRORS
 from ..core.analysis import MusicHints
 from ..core.retarget import RigMap
 from ..weights import WeightsError
-from . import rig_maps, rigs
+from . import rig_maps, rigs, stage
 from .preferences import checkpoint_for
 from .properties import generator_options, key_tolerance_deg, music_hints
 from .rigs import RigFileError
@@ -232,6 +232,8 @@ class GM_OT_generate(bpy.types.Operator):
         if rig_maps.stored(armature) is None:
             rig_maps.store(armature, rig_map)  # shown in the panel from now on, to edit if needed
         staged = rigs.take_the_stage(context.scene, appended) if appended is not None else []
+        if appended is not None and stage.add_stage(context.scene, armature):
+            staged.append("built the stage (podium, music stand, the orchestra's sections)")
         settings.armature = armature
         settings.last_result = result_line(applied, performance.analysis)
         self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}"
