@@ -208,6 +208,7 @@ def _make_active(armature, action, slot) -> None:
     replaced = [strip.action for strip in track.strips] if track is not None else []
     if track is not None:  # from sparse keys generated before: the new action replaces what played there
         animation.nla_tracks.remove(track)
+        animation.action_blend_type = "REPLACE"
     previous = animation.action
     compat.assign_action(armature, action, slot)
     for old in [previous, *replaced]:

@@ -79,6 +79,7 @@ def test_the_animators_layer_survives_generating_again(empty_scene, music_file):
     # Every frame keyed again: the generated action is the active one, the track goes, the tweaks stay in the file.
     _generate(empty_scene, music_file, sparse_keys=False)
     assert animation.action.name == GENERATED_ACTION and NLA_TRACK not in animation.nla_tracks
+    assert animation.action_blend_type == "REPLACE"
     assert tweaks.use_fake_user and tweaks.name in bpy.data.actions
 
 
