@@ -1,6 +1,6 @@
 """Figures for the backbone: speed, memory and musicality of audio → conductor. Prints a report; asserts nothing.
 
-    .venv/bin/python benchmarks/backbone.py [--skip-insert] [--skip-hour] [--pieces N] [--only-keys | --only-power-law]
+    .venv/bin/python benchmarks/backbone.py [--skip-insert] [--skip-hour] [--pieces N] [--only-keys | --only-human-likeness]
 
 Long inputs are made by repeating the bundled demo; the musicality table renders public-domain score excerpts with
 known beats through the project's own score-rendering recipe.
@@ -144,12 +144,27 @@ LONG_REAL = [
 ]
 
 
-def bench_power_law() -> None:
-    """The two-thirds power law (core.metrics.power_law) on the procedural conductor as keyed on the bundled rig:
-    the baton's tip and both wrists in 3D, as Blender plays them, and the right wrist's 2D keypoints."""
+# The bundled mannequin's body as the plausibility check sees it: the torso a capsule round the spine (pelvis to
+# neck), the head a sphere round its bone's middle; radii from the mesh (0.36 m wide, 0.25 m deep; head 0.2 m).
+TORSO_RADIUS, HEAD_RADIUS = 0.13, 0.11
+
+
+def _inside_capsule(points: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+    """(T, K) points, (T, 3) segment ends → (T,) whether any point lies within `radius` of the segment."""
+    ab = (b - a)[:, None]
+    t = np.clip(np.sum((points - a[:, None]) * ab, axis=2) / np.sum(ab * ab, axis=2), 0.0, 1.0)
+    return (np.linalg.norm(points - (a[:, None] + t[..., None] * ab), axis=2) < radius).any(axis=1)
+
+
+def bench_human_likeness() -> None:
+    """On the procedural conductor as keyed on the bundled rig and played by Blender: the two-thirds power law
+    (core.metrics.power_law) on the baton's tip and both wrists in 3D and the right wrist's 2D keypoints; and
+    plausibility: frames where a hand or the baton passes through the torso or the head, the elbows' bend, and the
+    fastest turn of any bone (a pop)."""
     import bpy
 
     from gm_blender_addon.blender import compat, keyframes, rigs
+    from gm_blender_addon.core import keys
     from gm_blender_addon.core.metrics import power_law
 
     pieces = {"the demo": demo_audio_file()}
@@ -166,17 +181,48 @@ def bench_power_law() -> None:
         compat.assign_action(armature, *keyframes.build_rotation_action(armature, "bench", rotations))
         baton = next(o for o in scene.objects if o.parent == armature and o.parent_type == "BONE")
         tip = max((v.co.copy() for v in baton.data.vertices), key=lambda co: co.y)
-        paths = {"baton tip": [], "right wrist": [], "left wrist": []}
+        bones = armature.pose.bones
+        ends = {"spine": "head", "spine.003": "tail", "spine.006": "head", "spine.006 ": "tail"}
+        track: dict[str, list] = {name: [] for name in
+                                  ("tip", "grip", "hand.R", "hand.L", "elbow.R", "elbow.L", "shoulder.R",
+                                   "shoulder.L", *ends)}
         for frame in range(1, performance.motion.n_frames + 1):
             scene.frame_set(frame)
-            paths["baton tip"].append(tuple(baton.matrix_world @ tip))
-            for side, bone in (("right wrist", "hand.R"), ("left wrist", "hand.L")):
-                paths[side].append(tuple(armature.matrix_world @ armature.pose.bones[bone].head))
-        figures = [f"{name} β {beta:.2f} R² {r2:.2f}" for name, (beta, r2)
-                   in ((name, power_law(np.array(path))) for name, path in paths.items())]
+            world = armature.matrix_world
+            track["tip"].append(tuple(baton.matrix_world @ tip))
+            track["grip"].append(tuple(baton.matrix_world.translation))
+            for side in "RL":
+                track[f"hand.{side}"].append(tuple(world @ bones[f"hand.{side}"].head))
+                track[f"elbow.{side}"].append(tuple(world @ bones[f"forearm.{side}"].head))
+                track[f"shoulder.{side}"].append(tuple(world @ bones[f"upper_arm.{side}"].head))
+            for name, end in ends.items():
+                track[name].append(tuple(world @ getattr(bones[name.strip()], end)))
+        at = {name: np.array(points) for name, points in track.items()}
+        figures = [f"{name} β {beta:.2f} R² {r2:.2f}" for name, (beta, r2) in
+                   (("baton tip", power_law(at["tip"])), ("right wrist", power_law(at["hand.R"])),
+                    ("left wrist", power_law(at["hand.L"])))]
         beta, r2 = power_law(performance.motion.keypoints[:, JOINT["right_wrist"]])
         print(f"two-thirds power law, {label} ({performance.motion.duration:.0f} s): " + ", ".join(figures)
               + f"; right wrist 2D β {beta:.2f} R² {r2:.2f}  (target β 0.25-0.4 with R² ≥ 0.5)")
+        # The baton sampled along its length, and both hands, against the body.
+        along = np.linspace(0.0, 1.0, 6)[None, :, None]
+        baton_points = at["grip"][:, None] + along * (at["tip"] - at["grip"])[:, None]
+        hands = np.stack([at["hand.R"], at["hand.L"]], axis=1)
+        head_centre = 0.5 * (at["spine.006"] + at["spine.006 "])
+        torso = _inside_capsule(np.concatenate([baton_points, hands], axis=1), at["spine"], at["spine.003"],
+                                TORSO_RADIUS)
+        head = np.linalg.norm(np.concatenate([baton_points, hands], axis=1) - head_centre[:, None], axis=2).min(
+            axis=1) < HEAD_RADIUS
+        bend = {side: np.degrees(np.arccos(np.clip(np.sum(
+            (at[f"elbow.{side}"] - at[f"shoulder.{side}"]) * (at[f"hand.{side}"] - at[f"elbow.{side}"]), axis=1)
+            / np.linalg.norm(at[f"elbow.{side}"] - at[f"shoulder.{side}"], axis=1)
+            / np.linalg.norm(at[f"hand.{side}"] - at[f"elbow.{side}"], axis=1), -1.0, 1.0))) for side in "RL"}
+        turn = {bone: keys.angle_between_deg(q[1:], q[:-1]).max() * 30.0 for bone, q in rotations.items()}
+        fastest = max(turn, key=turn.get)
+        print(f"  plausibility: hands or baton inside the torso on {int(torso.sum())} of {len(torso)} frames, inside "
+              f"the head on {int(head.sum())}; elbow bend right {bend['R'].min():.0f}-{bend['R'].max():.0f}°, left "
+              f"{bend['L'].min():.0f}-{bend['L'].max():.0f}° (a human elbow: 0-150°); fastest bone turn "
+              f"{turn[fastest]:.0f}°/s ({fastest})")
 
 
 def bench_conduct_to_markers(folder: Path) -> None:
@@ -253,10 +299,11 @@ def main() -> None:
     parser.add_argument("--skip-hour", action="store_true", help="skip the 60-minute memory run")
     parser.add_argument("--pieces", type=int, default=len(PIECES), help="how many score excerpts to render")
     parser.add_argument("--only-keys", action="store_true", help="only the keyframe figures and Conduct to Markers")
-    parser.add_argument("--only-power-law", action="store_true", help="only the two-thirds power law figures")
+    parser.add_argument("--only-human-likeness", action="store_true",
+                        help="only the power-law and plausibility figures")
     args = parser.parse_args()
-    if args.only_power_law:
-        bench_power_law()
+    if args.only_human_likeness:
+        bench_human_likeness()
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -267,7 +314,7 @@ def main() -> None:
             return
         bench_keyframes(performance, not args.skip_insert)
         bench_sparse_keys({"the demo": perform(demo_audio_file()), "5-minute piece": performance})
-        bench_power_law()
+        bench_human_likeness()
         bench_conduct_to_markers(folder)
         bench_cli(folder, not args.skip_hour)
         if args.pieces:
