@@ -217,12 +217,18 @@ def bench_human_likeness() -> None:
             (at[f"elbow.{side}"] - at[f"shoulder.{side}"]) * (at[f"hand.{side}"] - at[f"elbow.{side}"]), axis=1)
             / np.linalg.norm(at[f"elbow.{side}"] - at[f"shoulder.{side}"], axis=1)
             / np.linalg.norm(at[f"hand.{side}"] - at[f"elbow.{side}"], axis=1), -1.0, 1.0))) for side in "RL"}
+        pointing = at["tip"] - at["grip"]
+        pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
+        back = int((pointing[:, 1] > 0).sum())  # the conductor faces -Y: towards the orchestra
+        elevation = np.degrees(np.arcsin(np.clip(pointing[:, 2], -1.0, 1.0)))
         turn = {bone: keys.angle_between_deg(q[1:], q[:-1]).max() * 30.0 for bone, q in rotations.items()}
         fastest = max(turn, key=turn.get)
         print(f"  plausibility: hands or baton inside the torso on {int(torso.sum())} of {len(torso)} frames, inside "
               f"the head on {int(head.sum())}; elbow bend right {bend['R'].min():.0f}-{bend['R'].max():.0f}°, left "
               f"{bend['L'].min():.0f}-{bend['L'].max():.0f}° (a human elbow: 0-150°); fastest bone turn "
-              f"{turn[fastest]:.0f}°/s ({fastest})")
+              f"{turn[fastest]:.0f}°/s ({fastest}); the baton points back at the conductor on {back} frames, "
+              f"its elevation {np.percentile(elevation, 5):.0f}° to {np.percentile(elevation, 95):.0f}° (5th-95th "
+              "percentile; 0° level, 90° straight up)")
 
 
 def bench_conduct_to_markers(folder: Path) -> None:
