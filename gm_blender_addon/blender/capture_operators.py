@@ -32,7 +32,7 @@ from ..core.retarget import RigMapError
 from ..generators.registry import GeneratorError
 from .operators import redraw_sidebars
 from .performer import PERFORMER, PerformerError
-from .properties import music_hints
+from .properties import key_tolerance_deg, music_hints
 from .rigs import RigFileError
 from .worker import Cancelled, Job
 
@@ -313,6 +313,7 @@ class GM_OT_add_performer(bpy.types.Operator):
             added = performer.add_performer(
                 context.scene, motion, conductor=context.scene.gm_conductor.armature, audio=settings.audio_source,
                 video_plane=settings.video_plane, smoothing=context.scene.gm_conductor.smoothing,
+                key_tolerance=key_tolerance_deg(context.scene.gm_conductor),
             )
         except PERFORMER_ERRORS as exc:
             self.report({"ERROR"}, str(exc))

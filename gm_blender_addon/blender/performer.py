@@ -19,7 +19,7 @@ from ..core.motion import FPS, Motion
 from ..core.motiongram import video_motiongram
 from ..pipeline import solve_for_rig
 from . import compat, keyframes, rigs
-from .scene import AUDIO_STRIP, FIRST_FRAME, GENERATED, configure_timeline
+from .scene import AUDIO_STRIP, FIRST_FRAME, GENERATED, configure_timeline, play_from_track
 
 PERFORMER = "Performer"
 INCOMING = "GM_Incoming_Performer"  # the new performer's name until it has been solved and keyed
@@ -195,10 +195,11 @@ def _video_plane(collection, motion: Motion, location) -> bool:
 
 
 def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", video_plane: bool = False,
-                  smoothing: float = 0.0) -> AddedPerformer:
+                  smoothing: float = 0.0, key_tolerance: float | None = None) -> AddedPerformer:
     """Put `motion` on a second bundled rig beside `conductor` (or where a conductor would stand), replacing an
     earlier performer. audio: "VIDEO" plays the video's own sound (muting the conductor's music) when it has any;
-    "MUSIC" keeps the conductor's music. Raises RigFileError, RigMapError or PerformerError."""
+    "MUSIC" keeps the conductor's music. With `key_tolerance` (degrees) the keys are sparse and play from an NLA track,
+    as the conductor's do (scene.apply_performance). Raises RigFileError, RigMapError or PerformerError."""
     if audio not in ("VIDEO", "MUSIC"):
         raise PerformerError(f"audio must be 'VIDEO' or 'MUSIC', got {audio!r}")
     base_x = conductor.matrix_world.translation.x if conductor is not None else 0.0
@@ -210,7 +211,7 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
         skeleton = rigs.snapshot(armature)
         parts = rigs.rig_map_for(armature).resolve(skeleton.names, armature=f"Armature '{armature.name}'")
         rotations, _ = solve_for_rig(motion, skeleton, parts, smoothing)
-        action, slot = keyframes.build_rotation_action(armature, ACTION, rotations, FIRST_FRAME)
+        action, slot = keyframes.build_rotation_action(armature, ACTION, rotations, FIRST_FRAME, key_tolerance)
         action[GENERATED] = True
         has_plane = video_plane and _video_plane(collection, motion, (location[0], PLANE_DEPTH, 0.0))
     except Exception:
@@ -231,7 +232,10 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
         animation = plane.active_material.node_tree.animation_data
         if animation is not None and animation.action is not None:
             animation.action.name = f"{VIDEO_PLANE} pacing"
-    compat.assign_action(armature, action, slot)
+    if key_tolerance is None:
+        compat.assign_action(armature, action, slot)
+    else:
+        play_from_track(armature, action, slot)
     action.name = ACTION
 
     music = _strip(scene, AUDIO_STRIP)

@@ -171,7 +171,7 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
     if key_tolerance is None:
         _make_active(armature, action, slot)
     else:
-        _play_from_track(armature, action, slot)
+        play_from_track(armature, action, slot)
     action.name = name
 
     analysis = performance.analysis
@@ -215,7 +215,9 @@ def _make_active(armature, action, slot) -> None:
         _release(old)
 
 
-def _play_from_track(armature, action, slot) -> None:
+def play_from_track(armature, action, slot) -> None:
+    """Play `action` from the NLA track NLA_TRACK, replacing what played there, with the armature blending in Combine
+    so that keys an animator adds go on a layer above it."""
     animation = armature.animation_data or armature.animation_data_create()
     track = animation.nla_tracks.get(NLA_TRACK)
     previous = animation.action

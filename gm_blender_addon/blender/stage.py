@@ -77,7 +77,8 @@ def add_stage(scene, conductor, plan: SeatingPlan | None = None) -> bool:
     _mesh_object(collection, "GM Podium", [((0.0, 0.0, -0.5 * PODIUM[2]), PODIUM, 0.0)], WOOD, tuple(origin))
     # Low enough (desk top 0.95 m) that from the orchestra the hands, which beat above 1.1 m, stay in view.
     stand = [((0.0, 0.0, 0.0), (0.03, 0.03, 0.8), 0.0), ((0.0, 0.0, -0.39), (0.4, 0.4, 0.02), 0.0)]
-    pole = _mesh_object(collection, "GM Music Stand", stand, WOOD, tuple(origin + np.array([0.0, -STAND_DISTANCE, 0.4])))
+    pole = _mesh_object(collection, "GM Music Stand", stand, WOOD,
+                        tuple(origin + np.array([0.0, -STAND_DISTANCE, 0.4])))
     # The desk, tilted towards the conductor, as a child so the stand moves as one.
     desk = _mesh_object(collection, "GM Music Stand Desk", [((0.0, 0.0, 0.0), (0.5, 0.02, 0.3), 0.0)], WOOD,
                         (0.0, 0.0, 0.43))

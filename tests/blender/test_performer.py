@@ -245,3 +245,25 @@ def test_a_comparison_runs_off_the_main_thread_and_can_be_cancelled(captured, tm
     with pytest.raises(Cancelled):
         job.result()
     assert not (tmp_path / "stopped" / "metrics.json").exists()
+
+
+def test_with_sparse_keys_the_performer_plays_from_an_nla_track_within_the_tolerance(conducted, captured):
+    from gm_blender_addon.core import keys
+
+    scene = conducted
+    conductor = scene.gm_conductor.armature
+    dense = bpy.data.objects[performer.add_performer(scene, captured, conductor=conductor).armature_name]
+    played = []
+    for frame in range(1, captured.n_frames + 1):
+        scene.frame_set(frame)
+        played.append([np.array(b.matrix_basis.to_quaternion()) for b in dense.pose.bones])
+    sparse = bpy.data.objects[performer.add_performer(scene, captured, conductor=conductor,
+                                                      key_tolerance=0.5).armature_name]
+    animation = sparse.animation_data
+    assert animation.action is None and animation.action_blend_type == "COMBINE"
+    (strip,) = animation.nla_tracks[scene_layer.NLA_TRACK].strips
+    assert strip.action.name == "GM Performer"
+    for frame in range(1, captured.n_frames + 1):
+        scene.frame_set(frame)
+        now = [np.array(b.matrix_basis.to_quaternion()) for b in sparse.pose.bones]
+        assert keys.angle_between_deg(np.array(now), np.array(played[frame - 1])).max() <= 0.51
