@@ -70,15 +70,23 @@ def bench_generation(folder: Path) -> None:
     return performance
 
 
-def bench_keyframes(performance, with_insert: bool) -> None:
+def _bundled_rig():
+    """A factory-fresh scene holding the bundled conductor: (scene, armature, skeleton, rig-map parts)."""
     import bpy
 
-    from gm_blender_addon.blender import keyframes, rigs
+    from gm_blender_addon.blender import rigs
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    armature = rigs.append_bundled_rig(bpy.context.scene)
+    scene = bpy.context.scene
+    armature = rigs.append_bundled_rig(scene)
     skeleton = rigs.snapshot(armature)
-    parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+    return scene, armature, skeleton, rigs.rig_map_for(armature).resolve(skeleton.names)
+
+
+def bench_keyframes(performance, with_insert: bool) -> None:
+    from gm_blender_addon.blender import keyframes
+
+    _, armature, skeleton, parts = _bundled_rig()
     rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
     keys = sum(4 * len(q) for q in rotations.values())
     started, cpu = time.perf_counter(), time.process_time()
@@ -102,15 +110,10 @@ def bench_keyframes(performance, with_insert: bool) -> None:
 def bench_sparse_keys(performances: dict[str, object]) -> None:
     """Keys written on the bundled rig every frame and reduced to the default tolerance (core.keys), with the
     largest angle a bone strays from the solved motion, measured on the curves as Blender plays them."""
-    import bpy
-
-    from gm_blender_addon.blender import compat, keyframes, rigs
+    from gm_blender_addon.blender import compat, keyframes
     from gm_blender_addon.core import keys
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    armature = rigs.append_bundled_rig(bpy.context.scene)
-    skeleton = rigs.snapshot(armature)
-    parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+    _, armature, skeleton, parts = _bundled_rig()
     for label, performance in performances.items():
         rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
         dense = keyframes.key_count(*keyframes.build_rotation_action(armature, "dense", rotations))
@@ -161,9 +164,7 @@ def bench_human_likeness() -> None:
     (core.metrics.power_law) on the baton's tip and both wrists in 3D and the right wrist's 2D keypoints; and
     plausibility: frames where a hand or the baton passes through the torso or the head, the elbows' bend, and the
     fastest turn of any bone (a pop)."""
-    import bpy
-
-    from gm_blender_addon.blender import compat, keyframes, rigs
+    from gm_blender_addon.blender import compat, keyframes
     from gm_blender_addon.core import keys
     from gm_blender_addon.core.metrics import power_law
 
@@ -172,11 +173,7 @@ def bench_human_likeness() -> None:
     pieces.update({Path(path).name: packages / path for path in LONG_REAL if (packages / path).is_file()})
     for label, audio in pieces.items():
         performance = perform(audio)
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        scene = bpy.context.scene
-        armature = rigs.append_bundled_rig(scene)
-        skeleton = rigs.snapshot(armature)
-        parts = rigs.rig_map_for(armature).resolve(skeleton.names)
+        scene, armature, skeleton, parts = _bundled_rig()
         rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
         compat.assign_action(armature, *keyframes.build_rotation_action(armature, "bench", rotations))
         baton = next(o for o in scene.objects if o.parent == armature and o.parent_type == "BONE")

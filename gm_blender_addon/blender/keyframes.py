@@ -2,7 +2,7 @@
 
 `keyframe_points.add` + `foreach_set` is linear in the number of keys and over 100× faster than `keyframe_insert`.
 Dense keys (one per frame) are LINEAR: Bézier handles would only add overshoot between samples a frame apart.
-Sparse keys (core.keys.reduce_curves) are Bézier with handles along the solved curve's slope, so that the curve
+Sparse keys (core.keys.reduce_bones) are Bézier with handles along the solved curve's slope, so that the curve
 Blender plays is the one the reduction measured: ALIGNED, so that dragging one handle turns the other, except at the
 corners of the motion (the ictus), which get FREE (broken) handles as an animator keys a bounce.
 """
@@ -58,6 +58,8 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
     Returns (action, slot). If anything fails the half-built action is removed before the error propagates.
     """
     action, slot = compat.new_action(name)
+    every_frame = frame_start + np.arange(len(next(iter(rotations.values()), ())), dtype=np.float32)
+    shift = np.array([frame_start, 0.0])  # key and handle positions are frame offsets into the solved samples
     try:
         by_mode: dict[str, list[str]] = {}
         for bone in rotations:
@@ -69,13 +71,11 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
                 data_path = armature.pose.bones[bone].path_from_id(keys.DATA_PATHS[mode])
                 fcurves = [compat.new_fcurve(action, slot, data_path, c, bone) for c in range(values.shape[2])]
                 if reduced is None:
-                    frames = frame_start + np.arange(values.shape[1], dtype=np.float32)
                     for c, fcurve in enumerate(fcurves):
-                        fill_fcurve(fcurve, frames, values[b, :, c].astype(np.float32))
+                        fill_fcurve(fcurve, every_frame, values[b, :, c].astype(np.float32))
                     continue
                 curves = reduced[b]
                 left, right = curves.handles()
-                shift = np.array([frame_start, 0.0])
                 for c, fcurve in enumerate(fcurves):
                     fill_bezier_fcurve(fcurve, frame_start + curves.frames, curves.values[:, c], left[:, c] + shift,
                                        right[:, c] + shift, curves.corners)
