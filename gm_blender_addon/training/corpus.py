@@ -334,7 +334,10 @@ def sample_spec(work: Work, index: int, seed: int,
         return None
     whole_piece = work.category in ("chorale", "folk")
     i0 = 0 if whole_piece else int(rng.integers(0, max(1, len(measures) - 16)))
-    ts = measures[i0].getContextByClass(meter.TimeSignature) or meter.TimeSignature("4/4")
+    # A time signature written in the bar itself is not its context's: without it, excerpts from a piece's first
+    # bar (every chorale and folk tune) were all drawn as 4/4.
+    ts = (measures[i0].timeSignature or measures[i0].getContextByClass(meter.TimeSignature)
+          or meter.TimeSignature("4/4"))
     if ts.beatCount not in SUPPORTED_METERS:
         return None
     beat_ql = float(ts.beatDuration.quarterLength)
