@@ -302,7 +302,9 @@ def _rounded(values, digits: int) -> list[float]:
     return [round(float(v), digits) for v in values]
 
 
-def _time_signatures(measures) -> list:
+def time_signatures(measures) -> list:
+    """The time signature in force in each of `measures` (music21's): a measure's own first, as the context search
+    from a measure does not look inside it."""
     from music21 import meter
 
     current = measures[0].getContextByClass(meter.TimeSignature) or meter.TimeSignature("4/4")
@@ -677,7 +679,7 @@ def _select_excerpt(work, start_bar, n_bars, seconds, tempo_bpm, rng):
 
     score = _load_score(work)
     measures = list(score.parts[0].getElementsByClass(stream.Measure))
-    signatures = _time_signatures(measures)
+    signatures = time_signatures(measures)
     try:
         i0 = next(i for i, m in enumerate(measures) if m.number == start_bar)
     except StopIteration:
@@ -698,7 +700,7 @@ def _select_excerpt(work, start_bar, n_bars, seconds, tempo_bpm, rng):
                 break
     ex = score.measures(measures[i0].number, measures[i1].number).toSoundingPitch()
     ex_measures = list(ex.parts[0].getElementsByClass(stream.Measure))
-    bars = _bar_table(ex_measures, _time_signatures(ex_measures), score_starts_here=i0 == 0)
+    bars = _bar_table(ex_measures, time_signatures(ex_measures), score_starts_here=i0 == 0)
     return ex, bars, float(tempo_bpm)
 
 
