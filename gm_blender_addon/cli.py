@@ -1,13 +1,15 @@
 """Headless command line: the same functions the panel's operators call, one .blend per audio file.
 
     python -m gm_blender_addon generate AUDIO... --out OUT.blend [options]
+    python -m gm_blender_addon generate [AUDIO] --score SCORE --out OUT.blend [options]
     python -m gm_blender_addon capture VIDEO --out OUT.npz [--smoothing S] [--audio-out OUT.wav | --no-audio]
     python -m gm_blender_addon compare GENERATED.npz CAPTURED.npz [--audio MUSIC] --out DIR [--m2snet PATH]
     python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME] [--meter 3/4] [--tempo BPM]
-        [--beats FILE]
+        [--beats FILE] [--score SCORE]
     blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
 
-Exit codes: 0 everything done, 1 at least one input failed (the others are still done), 2 bad arguments.
+Exit codes: 0 everything done, 1 at least one input failed (the others are still done; a score that does not match
+its recording is one: that recording is conducted without it), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from .core.beats_file import BeatsFileError, read_beats
 from .core.keys import DEFAULT_TOLERANCE_DEG, MAX_TOLERANCE_DEG, MIN_TOLERANCE_DEG
 from .core.motion import MotionFileError
 from .core.retarget import RigMapError
+from .core.score import Score, ScoreError, load_score
 from .generators import registry
 
 # Errors that describe bad input: reported as one line, without a traceback.
 INPUT_ERRORS = (AudioError, AnalysisError, BeatsFileError, registry.GeneratorError, RigMapError,
-                MotionFileError)
+                MotionFileError, ScoreError)
 
 
 class UsageError(ValueError):
@@ -40,7 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gm_blender_addon", description="Gesture Maestro: music → conductor")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="audio file(s) → animated conductor .blend")
-    gen.add_argument("audio", nargs="+", type=Path, help="audio files or folders of them")
+    gen.add_argument("audio", nargs="*", type=Path,
+                     help="audio files or folders of them; none with --score: the score is rendered and conducted")
     gen.add_argument("--out", required=True, type=Path, help="output .blend (a folder when several inputs are given)")
     gen.add_argument("--generator", default="procedural", choices=registry.names())
     gen.add_argument("--seed", type=int, default=0)
@@ -55,6 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--render", type=Path, help="also render an .mp4 with the music (a folder for several inputs)")
     gen.add_argument("--render-seconds", type=float, help="render only the first N seconds")
     _add_hint_arguments(gen)
+    _add_score_argument(gen)
     owners = {}  # option name → (option, the generators that have it)
     for name in registry.names():
         for option in registry.get(name).options:
@@ -69,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--json", type=Path, help="output file (default: standard output)")
     ana.add_argument("--tracker", default="auto", help="'auto' (trained tracker when installed), 'tcn' or 'librosa'")
     _add_hint_arguments(ana)
+    _add_score_argument(ana)
     _add_capture_commands(commands)
     return parser
 
@@ -99,9 +105,25 @@ def _add_hint_arguments(parser: argparse.ArgumentParser) -> None:
                              "track, or text/CSV of times in seconds (second column: bar numbers, or 1 on downbeats)")
 
 
+def _score(text: str) -> Score:
+    try:
+        return load_score(text)
+    except ScoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_score_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--score", type=_score, metavar="SCORE",
+                        help="the music's score (MusicXML .musicxml/.xml/.mxl or MIDI .mid): aligned to the recording "
+                             "it gives the bars as numbered there, meter and tempo changes, fermatas, dynamics and "
+                             "the entrances to cue")
+
+
 def _hints(args) -> MusicHints:
-    """What the user says of the music; a contradiction (a tempo with a beats file, a meter against its bars) is a
-    usage error, found before any work."""
+    """What the user says of the music; a contradiction (a tempo with a beats file, a meter against its bars, either
+    with a score, which says both) is a usage error, found before any work."""
+    if args.score is not None and (args.meter or args.tempo or args.beats):
+        raise UsageError("--score gives the beats, bars and meter: leave out --meter, --tempo and --beats.")
     try:
         return MusicHints(meter=args.meter, tempo_bpm=args.tempo, beats=args.beats)
     except AnalysisError as exc:
@@ -192,9 +214,13 @@ def _run_compare(args) -> int:
 def _run_analyze(args) -> int:
     import json
 
+    from .core.align import AlignmentError
     from .core.analysis import TRACKERS, analyse
     from .core.audio import load_audio
+    from .core.score_guide import score_record
+    from .core.stage import default_plan
     from .core.tracker import TrackerWeightsError
+    from .pipeline import analyse_with_score
     from .weights import WeightsError
 
     if args.tracker != "auto" and args.tracker not in TRACKERS:
@@ -202,8 +228,17 @@ def _run_analyze(args) -> int:
     if args.json is not None:
         _writable_target(args.json, folder=False, what="json")
     hints = _hints(args)
+    mismatch = None
     try:
-        analysis = analyse(load_audio(args.audio), tracker=args.tracker, hints=hints)
+        audio = load_audio(args.audio)
+        analysis = None
+        if args.score is not None:
+            try:
+                analysis = analyse_with_score(audio, args.score, default_plan())
+            except AlignmentError as exc:
+                mismatch = f"{exc} Analysed without it."
+        if analysis is None:
+            analysis = analyse(audio, tracker=args.tracker, hints=hints)
     except (AudioError, AnalysisError, TrackerWeightsError, WeightsError) as exc:
         print(f"{args.audio.name}: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -215,12 +250,17 @@ def _run_analyze(args) -> int:
         "meter": analysis.meter,
         "tracker": analysis.tracker,
     }
+    if analysis.score is not None:
+        result.update(score_record(analysis))
     text = json.dumps(result) + "\n"
     if args.json is None:
         sys.stdout.write(text)
     else:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text)
+    if mismatch:
+        print(f"{args.audio.name}: {mismatch}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -246,7 +286,7 @@ def _writable_target(path: Path, folder: bool, what: str) -> None:
         raise UsageError(f"Cannot write {what} to {directory}: the folder is not writable. Choose another --{what}.")
 
 
-def _outputs(args, audio: Path, several: bool) -> dict[str, Path | None]:
+def _outputs(args, audio: Path | None, several: bool) -> dict[str, Path | None]:
     def place(target: Path | None, suffix: str) -> Path | None:
         if target is None:
             return None
@@ -297,13 +337,20 @@ class _ProgressLine:
             sys.stderr.write("\r\033[K")
 
 
-def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHints, progress: _ProgressLine) -> str:
-    from .pipeline import perform
+def _generate_one(args, audio: Path | None, paths: dict, options: dict, hints: MusicHints,
+                  progress: _ProgressLine) -> tuple[str, tuple[str, ...]]:
+    """(summary, warnings) of conducting `audio`, or without it the score rendered next to the .blend."""
+    from .pipeline import perform, perform_score
 
-    performance = perform(
-        audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options, hints=hints,
-        progress=lambda fraction, message: progress(0.85 * fraction, message),
-    )
+    def scaled(fraction: float, message: str) -> None:
+        progress(0.85 * fraction, message)
+
+    if audio is None:
+        performance = perform_score(args.score, paths["out"].with_suffix(".wav"), args.generator, seed=args.seed,
+                                    checkpoint=args.checkpoint, options=options, progress=scaled)
+    else:
+        performance = perform(audio, args.generator, seed=args.seed, checkpoint=args.checkpoint, options=options,
+                              hints=hints, progress=scaled, score=args.score)
     if paths["keypoints"]:
         paths["keypoints"].parent.mkdir(parents=True, exist_ok=True)
         performance.motion.save(paths["keypoints"])
@@ -334,16 +381,24 @@ def _generate_one(args, audio: Path, paths: dict, options: dict, hints: MusicHin
         scene.configure_video_output(current, paths["render"], args.render_seconds)
         bpy.ops.render.render(animation=True)
     a = performance.analysis
-    return f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames, {applied.keys} keys"
+    summary = f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames, {applied.keys} keys"
+    if a.score is not None:
+        cues = len(a.score.cues)
+        summary += f", from the score (alignment confidence {a.score.confidence:.2f}, {cues} cue{'s' * (cues != 1)})"
+    return summary, performance.warnings
 
 
 def _run_generate(args) -> int:
     options = _validate(args)
     hints = _hints(args)
-    files = _collect_audio(args.audio)
+    if not args.audio and args.score is None:
+        raise UsageError("Give the audio file(s) to conduct, or --score SCORE to conduct a score without a recording.")
+    files = _collect_audio(args.audio) if args.audio else [None]
     several = len(files) > 1 or any(p.is_dir() for p in args.audio)
     if several and hints.beats is not None:
         raise UsageError("--beats gives the beats of one recording: generate one audio file with it.")
+    if several and args.score is not None:
+        raise UsageError("--score is the score of one recording: generate one audio file with it.")
     for name in ("out", "keypoints", "render"):
         target = getattr(args, name)
         if target is not None:
@@ -355,12 +410,12 @@ def _run_generate(args) -> int:
 
     failures = 0
     for number, audio in enumerate(files, start=1):
-        prefix = f"[{number}/{len(files)}] {audio.name}:"
+        prefix = f"[{number}/{len(files)}] {audio.name if audio else args.score.source}:"
         progress = _ProgressLine(prefix)
         started = time.perf_counter()
         paths = _outputs(args, audio, several)
         try:
-            summary = _generate_one(args, audio, paths, options, hints, progress)
+            summary, warnings = _generate_one(args, audio, paths, options, hints, progress)
         except INPUT_ERRORS as exc:
             progress.done()
             failures += 1
@@ -374,6 +429,9 @@ def _run_generate(args) -> int:
             continue
         progress.done()
         print(f"{prefix} {paths['out']} ({summary}; {time.perf_counter() - started:.1f} s)")
+        for warning in warnings:
+            print(f"{prefix} {warning}", file=sys.stderr)
+        failures += bool(warnings)
     if failures:
         print(f"{failures} of {len(files)} input(s) failed.", file=sys.stderr)
     return 1 if failures else 0

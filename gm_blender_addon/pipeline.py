@@ -1,12 +1,13 @@
 """The data path from an audio file to bone rotations, shared by the panel, the CLI and the tests (no bpy).
 
-audio → analysis → generator → Motion → lift with the rig's proportions → per-bone solve → quaternions.
+audio (+ its score, aligned) → analysis → generator → Motion → lift with the rig's proportions → per-bone solve →
+quaternions.
 Conducting again to beats the user corrected starts from a kept analysis instead (`perform_to_beats`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,16 @@ import numpy as np
 
 from .core.analysis import (DEFAULT_TRACKER, GivenBeats, MusicAnalysis, MusicHints, Progress, analyse,
                             analysis_from_record)
+from .core.align import AlignmentError, align_score
 from .core.audio import Audio, load_audio
 from .core.lift import lift
 from .core.motion import Motion
 from .core.retarget import Skeleton, proportions, solve, to_armature_space
+from .core.score import Score
+from .core.score_guide import score_analysis
+from .core.score_synth import SAMPLE_RATE as SYNTH_RATE
+from .core.score_synth import render_score
+from .core.stage import SeatingPlan, default_plan
 from .generators import registry
 
 
@@ -26,6 +33,8 @@ class Performance:
     audio: Audio | None  # None where the generator did not need the audio decoded (see perform_to_beats)
     analysis: MusicAnalysis
     motion: Motion
+    # What the user should know though the job was done: a score that did not match (conducted from the audio).
+    warnings: tuple[str, ...] = ()
 
 
 def _scaled(progress: Progress | None, start: float, stop: float) -> Progress | None:
@@ -43,15 +52,64 @@ def perform(
     tracker: str = DEFAULT_TRACKER,
     progress: Progress | None = None,
     hints: MusicHints = MusicHints(),
+    score: Score | None = None,
+    plan: SeatingPlan | None = None,
 ) -> Performance:
-    """Analyse the music, following what the user says of it in `hints`, and generate the conductor's motion.
-    Raises AudioError, AnalysisError or GeneratorError."""
+    """Analyse the music, following what the user says of it in `hints` or, given a `score` of it (see
+    core.score.load_score), by aligning the score to it; then generate the conductor's motion. A score that does not
+    match the recording is left out with a warning. Raises AudioError, AnalysisError or GeneratorError."""
     registry.get(generator)  # fail on a bad name before spending time on the audio
     if progress:
         progress(0.0, "Loading audio")
     audio = load_audio(audio_path)
-    analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6), hints=hints)
+    warnings: tuple[str, ...] = ()
+    analysis = None
+    if score is not None:
+        try:
+            analysis = analyse_with_score(audio, score, plan or default_plan(), _scaled(progress, 0.05, 0.6))
+        except AlignmentError as exc:
+            warnings = (f"{exc} Conducted from the recording alone.",)
+    if analysis is None:
+        analysis = analyse(audio, tracker=tracker, progress=_scaled(progress, 0.05, 0.6), hints=hints)
+    performance = _generate(generator, audio, analysis, seed, checkpoint, options, _scaled(progress, 0.6, 1.0))
+    return replace(performance, warnings=warnings)
+
+
+def perform_score(
+    score: Score,
+    audio_out: str | Path,
+    generator: str = "procedural",
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    plan: SeatingPlan | None = None,
+) -> Performance:
+    """Conduct a score that has no recording: it is rendered (core.score_synth) into `audio_out`, a WAV file, and
+    conducted on its own exact beats. Raises GeneratorError, or OSError when the file cannot be written."""
+    import soundfile
+
+    registry.get(generator)
+    if progress:
+        progress(0.0, "Rendering the score")
+    samples, alignment = render_score(score)
+    audio_out = Path(audio_out)
+    audio_out.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(audio_out), samples, SYNTH_RATE, subtype="PCM_16")
+    audio = load_audio(audio_out)
+    if progress:
+        progress(0.4, "Reading dynamics and cues from the score")
+    analysis = score_analysis(audio, alignment, plan or default_plan())
     return _generate(generator, audio, analysis, seed, checkpoint, options, _scaled(progress, 0.6, 1.0))
+
+
+def analyse_with_score(audio: Audio, score: Score, plan: SeatingPlan,
+                       progress: Progress | None = None) -> MusicAnalysis:
+    """The analysis of `audio` from its aligned score. AlignmentError when the score does not match it."""
+    alignment = align_score(score, audio, progress=_scaled(progress, 0.0, 0.8))
+    if progress:
+        progress(0.8, "Reading dynamics and cues from the score")
+    return score_analysis(audio, alignment, plan)
 
 
 def _generate(generator: str, audio: Audio | None, analysis: MusicAnalysis, seed: int,

@@ -137,3 +137,63 @@ def build_linux_zip(out: Path, python: str) -> Path:
     assert "linux-x64" in build.stdout and "MB" in build.stdout
     (zip_path,) = out.glob(f"gesture_maestro-*-py{python.replace('.', '')}-linux_x64.zip")
     return zip_path
+
+
+def chorale_score(bars: int = 16, seed: int = 0, bpm: float = 120.0, parts: tuple[str, ...] = ("Violin I", "Cello"),
+                  resting: dict[str, tuple[int, int]] | None = None, **fields):
+    """A 4/4 score (core.score.Score) of a new triad on every beat, the top voice in the first part and the bass in
+    the last, drawn from `seed`; `resting` names parts silent over bars (first, last), 1-based. `fields` replace the
+    Score's (fermatas, dynamics, tempo_marks, …)."""
+    from gm_blender_addon.core.score import NOTE_DTYPE, Score, ScoreBar, ScorePart
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for beat in range(4 * bars):
+        root = int(rng.integers(48, 60))
+        third = 3 + int(rng.integers(0, 2))
+        for part, name in enumerate(parts):
+            first, last = (resting or {}).get(name, (0, -1))
+            if first <= beat // 4 + 1 <= last:
+                continue
+            pitches = (root + 12, root + 12 + third, root + 19) if part == 0 else (root - 12,)
+            rows += [(float(beat), 1.0, p, part, 0.6, False, False, False) for p in pitches]
+    notes = np.array(rows, dtype=NOTE_DTYPE)
+    score = dict(
+        title="chorale", source="chorale.musicxml", parts=tuple(ScorePart(n, n, None) for n in parts), notes=notes,
+        bars=tuple(ScoreBar(str(b + 1), 4.0 * b, 4.0, "4/4", (0.0, 1.0, 2.0, 3.0)) for b in range(bars)),
+        tempo_marks=((0.0, bpm),), fermatas=(), dynamics=(), hairpins=())
+    score.update(fields)
+    return Score(**score)
+
+
+def write_musicxml(path, bars: int = 8, resting: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """A MusicXML score of 4/4 bars at 120 BPM: violins on a new triad every beat, horns under them, each part in
+    `resting` silent until that bar (1-based)."""
+    rng = np.random.default_rng(seed)
+    roots = rng.integers(0, 7, 4 * bars)
+    steps = "CDEFGAB"
+    parts = {"P1": ("Violin I", 5), "P2": ("Horn in F", 3)}
+    listing = "".join(f'<score-part id="{pid}"><part-name>{name}</part-name></score-part>'
+                      for pid, (name, _) in parts.items())
+    body = []
+    for pid, (name, octave) in parts.items():
+        measures = []
+        for bar in range(bars):
+            head = ('<attributes><divisions>1</divisions><time><beats>4</beats><beat-type>4</beat-type></time>'
+                    '</attributes><direction><sound tempo="120"/></direction>') if bar == 0 else ""
+            if bar + 1 < (resting or {}).get(name, 0):
+                notes = '<note><rest measure="yes"/><duration>4</duration></note>'
+            else:
+                notes = ""
+                for beat in range(4):
+                    root = int(roots[4 * bar + beat])
+                    for k, degree in enumerate((0, 2, 4) if pid == "P1" else (0,)):
+                        step = steps[(root + degree) % 7]
+                        up = (root + degree) // 7
+                        notes += (f'<note>{"<chord/>" if k else ""}<pitch><step>{step}</step>'
+                                  f'<octave>{octave + up}</octave></pitch><duration>1</duration></note>')
+            measures.append(f'<measure number="{bar + 1}">{head}{notes}</measure>')
+        body.append(f'<part id="{pid}">{"".join(measures)}</part>')
+    Path(path).write_text('<?xml version="1.0"?><score-partwise version="4.0">'
+                          f'<part-list>{listing}</part-list>{"".join(body)}</score-partwise>')
+    return Path(path)

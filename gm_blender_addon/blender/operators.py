@@ -16,6 +16,8 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from ..cli import INPUT_ERRORS
 from ..core.analysis import MusicHints
 from ..core.retarget import RigMap
+from ..core.score import Score, load_score
+from ..core.stage import SeatingPlan
 from ..weights import WeightsError
 from . import rig_maps, rigs, stage
 from .preferences import checkpoint_for
@@ -31,7 +33,7 @@ PIPELINE_SHARE = 0.85  # of the progress bar; keying the rig takes the rest
 class GenerateRequest:
     """What Generate was asked, read from the scene on the main thread: plain data the worker may use."""
 
-    audio: Path
+    audio: Path | None  # None: the score is rendered to `rendered_audio` and conducted
     generator: str
     seed: int
     checkpoint: Path | None
@@ -39,14 +41,29 @@ class GenerateRequest:
     smoothing: float
     key_tolerance: float | None = None  # degrees; None keys every frame
     hints: MusicHints = MusicHints()
+    score: Score | None = None
+    score_file: Path | None = None
+    plan: SeatingPlan | None = None  # the scene's orchestra, which the cues turn to
+
+    @property
+    def rendered_audio(self) -> Path:
+        """Where a score without a recording is rendered: beside the score, so the sound strip outlives the
+        session."""
+        return self.score_file.with_name(f"{self.score_file.stem} (rendered).wav")
 
     def perform(self, progress):
         from .. import pipeline
 
-        return pipeline.perform(
-            self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint, options=self.options,
-            hints=self.hints, progress=lambda fraction, message: progress(PIPELINE_SHARE * fraction, message),
-        )
+        def scaled(fraction: float, message: str) -> None:
+            progress(PIPELINE_SHARE * fraction, message)
+
+        if self.audio is None:
+            return pipeline.perform_score(self.score, self.rendered_audio, self.generator, seed=self.seed,
+                                          checkpoint=self.checkpoint, options=self.options, progress=scaled,
+                                          plan=self.plan)
+        return pipeline.perform(self.audio, self.generator, seed=self.seed, checkpoint=self.checkpoint,
+                                options=self.options, hints=self.hints, progress=scaled, score=self.score,
+                                plan=self.plan)
 
 
 class _Progress:
@@ -77,8 +94,12 @@ def _remove_collection(collection) -> None:
 
 def result_line(applied, analysis) -> str:
     """What the panel shows of the last result."""
-    return (f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}, "
+    line = (f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}, "
             f"{applied.keys:,} keys")
+    if analysis.score is not None:
+        cues = len(analysis.score.cues)
+        line += f", {cues} cue{'s' * (cues != 1)} from the score"
+    return line
 
 
 def target_armature(context):
@@ -102,7 +123,8 @@ def request_fingerprint(settings) -> tuple:
     """What the panel asks a generation for, as typed: compared when a running generation ends, because an undo
     (or an edit) while it ran may have changed what it was started with."""
     return (settings.audio_path, settings.generator, settings.seed, settings.checkpoint, settings.smoothing,
-            settings.sparse_keys, settings.key_tolerance, settings.meter, settings.tempo, settings.beats_path, tuple(sorted(generator_options(settings).items())))
+            settings.sparse_keys, settings.key_tolerance, settings.meter, settings.tempo, settings.beats_path,
+            settings.score_path, tuple(sorted(generator_options(settings).items())))
 
 
 class GM_OT_generate(bpy.types.Operator):
@@ -123,19 +145,21 @@ class GM_OT_generate(bpy.types.Operator):
         """The request, or None after reporting why it cannot run. A chosen rig that does not fit is refused now
         rather than after the music has been analysed."""
         settings = context.scene.gm_conductor
-        if not settings.audio_path:
-            self.report({"ERROR"}, "Choose an audio file first.")
+        if not settings.audio_path and not settings.score_path:
+            self.report({"ERROR"}, "Choose an audio file first (or a score, to conduct it without a recording).")
             return None
         try:
             if settings.armature is not None:
                 rigs.rig_map_for(settings.armature)
             checkpoint = checkpoint_for(settings.generator, settings.checkpoint)
-            hints = music_hints(settings)
+            score_file = Path(bpy.path.abspath(settings.score_path)) if settings.score_path else None
+            score = load_score(score_file) if score_file is not None else None
+            hints = music_hints(settings) if score is None else MusicHints()
         except INPUT_ERRORS + (WeightsError,) as exc:
             self.report({"ERROR"}, str(exc))
             return None
         return GenerateRequest(
-            audio=Path(bpy.path.abspath(settings.audio_path)),
+            audio=Path(bpy.path.abspath(settings.audio_path)) if settings.audio_path else None,
             generator=settings.generator,
             seed=settings.seed,
             checkpoint=checkpoint,
@@ -143,6 +167,9 @@ class GM_OT_generate(bpy.types.Operator):
             smoothing=settings.smoothing,
             key_tolerance=key_tolerance_deg(settings),
             hints=hints,
+            score=score,
+            score_file=score_file,
+            plan=stage.scene_plan(context.scene, settings.armature) if score is not None else None,
         )
 
     def execute(self, context):
@@ -238,6 +265,8 @@ class GM_OT_generate(bpy.types.Operator):
         settings.last_result = result_line(applied, performance.analysis)
         self.report({"INFO"}, f"Conducted {performance.audio.name}: {settings.last_result}"
                     + "".join(f"; {change}" for change in staged))
+        for warning in performance.warnings:
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
 

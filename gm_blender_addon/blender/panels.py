@@ -29,17 +29,20 @@ class GM_PT_conductor(ConductorTab, bpy.types.Panel):
         layout.use_property_split = True
         layout.use_property_decorate = False
         layout.prop(settings, "audio_path")
+        layout.prop(settings, "score_path")
         layout.prop(settings, "generator")
         spec = registry.get(settings.generator)
         if spec.needs_checkpoint:
             layout.prop(settings, "checkpoint")
         for option in spec.options:
             layout.prop(settings.options, option_key(spec.name, option))
-        layout.prop(settings, "meter")
-        tempo = layout.row()
+        hints = layout.column()
+        hints.active = not settings.score_path  # the score gives the meter and the beats
+        hints.prop(settings, "meter")
+        tempo = hints.row()
         tempo.active = not settings.beats_path  # the beats file's beats are conducted as they are
         tempo.prop(settings, "tempo")
-        layout.prop(settings, "beats_path")
+        hints.prop(settings, "beats_path")
         layout.prop(settings, "seed")
         layout.prop(settings, "smoothing", slider=True)
         layout.prop(settings, "sparse_keys")

@@ -124,6 +124,12 @@ class GM_ConductorSettings(bpy.types.PropertyGroup):
         name="Tempo", description="The beat's tempo in BPM, roughly, when the detected beat runs at double, half or "
         "another speed; 0 detects it", min=0.0, max=MAX_BPM, precision=0,
     )
+    score_path: bpy.props.StringProperty(
+        name="Score", subtype="FILE_PATH",
+        description="The music's score (MusicXML or MIDI): aligned to the recording, it gives the bars as numbered "
+        "there, meter and tempo changes, fermatas, dynamics and the entrances to cue; with no audio file the score "
+        "is rendered and conducted",
+    )
     beats_path: bpy.props.StringProperty(
         name="Beats File", subtype="FILE_PATH",
         description="Beats to conduct instead of detecting them: the JSON analyze --json writes, an Audacity label "

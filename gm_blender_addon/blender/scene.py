@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import bpy
 import numpy as np
 
 from ..core.analysis import (RECORD_VERSION, GivenBeats, MusicAnalysis, analysis_record, beat_positions,
                              typical_bar_length)
-from ..core.beat_markers import beats_from_markers, is_beat_marker, marked_beats, marker_name, with_taps
+from ..core.beat_markers import (CUE_PREFIX, beats_from_markers, is_beat_marker, marked_beats, marker_name,
+                                 with_taps)
 from ..core.motion import FPS
 from ..core.retarget import RigMap, RigMapError
 from ..pipeline import Performance, solve_for_rig
@@ -99,18 +101,30 @@ def marker_beats(scene, record: dict | None) -> GivenBeats:
     return beats_from_markers(_marker_times(scene), _music_length(scene, record))
 
 
-def write_beat_markers(scene, beats: np.ndarray, downbeats: np.ndarray, beats_per_bar: int) -> None:
-    """Make the beat markers exactly these beats, named `Bar N` and `N.k`; markers are reused in time order (so
-    most of a selection survives), extra ones removed and missing ones added."""
+def write_beat_markers(scene, beats: np.ndarray, downbeats: np.ndarray, beats_per_bar: int,
+                       bar_labels: Sequence[str] | None = None) -> None:
+    """Make the beat markers exactly these beats, named `Bar N` and `N.k` (N from `bar_labels`, one per downbeat,
+    where a score numbers the bars); markers are reused in time order (so most of a selection survives), extra ones
+    removed and missing ones added."""
     markers = _beat_markers(scene)
     for marker in markers[len(beats):]:
         scene.timeline_markers.remove(marker)
     fps = frame_rate(scene)
     for i, (seconds, position) in enumerate(zip(beats, beat_positions(beats, downbeats, beats_per_bar))):
+        name = marker_name(*position, bar_labels)
         if i < len(markers):
-            markers[i].name, markers[i].frame = marker_name(*position), frame_of(seconds, fps)
+            markers[i].name, markers[i].frame = name, frame_of(seconds, fps)
         else:
-            scene.timeline_markers.new(marker_name(*position), frame=frame_of(seconds, fps))
+            scene.timeline_markers.new(name, frame=frame_of(seconds, fps))
+
+
+def write_cue_markers(scene, cues) -> None:
+    """`Cue: <section>` markers at the score's entrances (core.score_guide.Cue), replacing earlier ones."""
+    for marker in [m for m in scene.timeline_markers if m.name.startswith(CUE_PREFIX)]:
+        scene.timeline_markers.remove(marker)
+    fps = frame_rate(scene)
+    for cue in cues:
+        scene.timeline_markers.new(f"{CUE_PREFIX}{cue.section}", frame=frame_of(cue.time, fps))
 
 
 def write_taps(scene, taps: np.ndarray) -> int:
@@ -180,7 +194,10 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
         replace_sound_strip(scene, performance.audio.path)
         scene.frame_set(FIRST_FRAME)
         store_analysis(scene, analysis, performance.audio.path)
-    write_beat_markers(scene, analysis.beats, analysis.downbeats, analysis.beats_per_bar)
+    guide = analysis.score
+    write_beat_markers(scene, analysis.beats, analysis.downbeats, analysis.beats_per_bar,
+                       guide.bar_numbers if guide is not None else None)
+    write_cue_markers(scene, guide.cues if guide is not None else ())
     return Applied(
         armature_name=armature.name,
         action_name=action.name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..core.stage import SeatingPlan, default_plan
+from ..core.stage import SeatingPlan, Section, default_plan
 
 STAGE = "GM Stage"
 FLOOR_Z = -0.22  # the podium's top is the floor the conductor stands on (z = 0)
@@ -100,3 +100,21 @@ def add_stage(scene, conductor, plan: SeatingPlan | None = None) -> bool:
         chairs = _mesh_object(collection, f"GM {section.name} Chairs", _chairs(section.seats(), centre), SEAT)
         chairs.parent = empty
     return True
+
+
+def scene_plan(scene, conductor) -> SeatingPlan:
+    """The seating plan as the scene has it: each section's empty where the user left it, seen from `conductor`
+    (its angle, positive to the conductor's right, from the rig facing -Y); the default plan without a stage."""
+    collection = bpy.data.collections.get(STAGE)
+    if collection is None or not scene.user_of_id(collection):
+        return default_plan()
+    origin = np.array(conductor.matrix_world.translation) if conductor is not None else np.zeros(3)
+    sections = []
+    for obj in collection.objects:
+        if "gm_section" not in obj:
+            continue
+        offset = np.array(obj.matrix_world.translation) - origin
+        angle = float(np.degrees(np.arctan2(-offset[0], -offset[1])))
+        words = tuple(w.strip() for w in str(obj.get("gm_instruments", "")).split(",") if w.strip())
+        sections.append(Section(str(obj["gm_section"]), words, angle, 10.0, float(np.hypot(*offset[:2])), 1))
+    return SeatingPlan(default_plan().name, tuple(sections)) if sections else default_plan()

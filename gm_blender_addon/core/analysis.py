@@ -7,13 +7,16 @@ to `TRACKERS`; everything else (loudness, silences, meter from beat accents) is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
 from .audio import N_FFT, SAMPLE_RATE, Audio, filterbank_power, mel_basis
 from .motion import FPS
 from .tracker import MAX_BPM, MIN_BPM, TCNTracker, approved_as_default, max_near, shipped_weights
+
+if TYPE_CHECKING:
+    from .score_guide import ScoreGuide
 
 ANALYSIS_HOP = 512
 ANALYSIS_RATE = SAMPLE_RATE / ANALYSIS_HOP
@@ -172,6 +175,7 @@ class MusicAnalysis:
     held: np.ndarray  # (T,) bool: sound sustains with no new onsets
     onset: np.ndarray  # (T,) onset strength scaled to its 99th percentile
     tracker: str
+    score: ScoreGuide | None = None  # what an aligned score adds (cues, fermatas, written dynamics)
 
     @property
     def n_frames(self) -> int:
@@ -543,8 +547,9 @@ RECORD_VERSION = 1
 
 
 def analysis_record(analysis: MusicAnalysis) -> dict:
-    """The analysis without its beats, as plain numbers and float32/int32 arrays (about 12 bytes per frame)."""
-    return {
+    """The analysis without its beats, as plain numbers and float32/int32 arrays (about 12 bytes per frame), and
+    what its score said (core.score_guide.guide_record) when it had one."""
+    record = {
         "version": RECORD_VERSION,
         "duration": float(analysis.duration),
         "beats_per_bar": int(analysis.beats_per_bar),
@@ -553,6 +558,11 @@ def analysis_record(analysis: MusicAnalysis) -> dict:
         "onset": np.asarray(analysis.onset, dtype=np.float32),
         "silent": np.asarray(analysis.silent, dtype=np.int32),
     }
+    if analysis.score is not None:
+        from .score_guide import guide_record
+
+        record["score"] = guide_record(analysis.score)
+    return record
 
 
 def analysis_from_record(record: dict, given: GivenBeats) -> MusicAnalysis:
@@ -568,6 +578,12 @@ def analysis_from_record(record: dict, given: GivenBeats) -> MusicAnalysis:
         return per_bar, 0, subdivision
 
     downbeats, per_bar, subdivision = _given_bars(given, None, counted_from_first_beat)
-    return _analysis_on_beats(record["duration"], np.asarray(record["level_db"], dtype=np.float32),
-                              np.asarray(record["silent"]).astype(bool), np.asarray(record["onset"], dtype=np.float32),
-                              beats, downbeats, per_bar, subdivision, GIVEN_TRACKER)
+    analysis = _analysis_on_beats(record["duration"], np.asarray(record["level_db"], dtype=np.float32),
+                                  np.asarray(record["silent"]).astype(bool),
+                                  np.asarray(record["onset"], dtype=np.float32), beats, downbeats, per_bar,
+                                  subdivision, GIVEN_TRACKER)
+    if "score" in record:
+        from .score_guide import guide_from_record
+
+        analysis.score = guide_from_record(record["score"], len(downbeats))
+    return analysis

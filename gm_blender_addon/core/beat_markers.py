@@ -1,7 +1,9 @@
 """Beats as timeline markers, with no bpy: the names Generate writes, the user's markers read back as beats and bars,
 and tapped beats snapped to the music's onsets and put among the others.
 
-Generate names a marker on every beat: `Bar N` on downbeats, `N.k` (beat k of bar N, bar 0 a pickup) on the others.
+Generate names a marker on every beat: `Bar N` on downbeats, `N.k` (beat k of bar N, bar 0 a pickup) on the others;
+conducted from a score, N is the bar's number in the score ("12a" too), and `Cue: <section>` markers (not beats)
+mark the entrances it cues.
 Reading them back, a beat marker is one of those names or a name Blender gives a new marker (`F_12` when added at
 frame 12, or no name), so markers the user adds in the timeline are beats; `Bar N` markers start bars. Markers with
 any other name are the user's own and never touched.
@@ -10,22 +12,26 @@ any other name are the user's own and never touched.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from .analysis import AnalysisError, GivenBeats, beat_positions
 
-BAR = re.compile(r"^Bar \d+$")
-_BEAT = re.compile(r"^\d+\.\d+$")
+BAR = re.compile(r"^Bar \w+$")
+_BEAT = re.compile(r"^\w+\.\d+$")
+CUE_PREFIX = "Cue: "
 _NEW = re.compile(r"^(F_-?\d+)?$")
 MARKERS = "the beat markers"
 # How far a tap may be moved onto an onset: taps land within about a tenth of a second of the beat they mean.
 SNAP_WINDOW = 0.1
 
 
-def marker_name(bar: int, beat: int) -> str:
-    return f"Bar {bar}" if beat == 1 and bar else f"{bar}.{beat}"
+def marker_name(bar: int, beat: int, bar_labels: Sequence[str] | None = None) -> str:
+    """The name of beat `beat` of bar `bar` (1-based, 0 a pickup); `bar_labels` name bars 1, 2, … as a score
+    numbers them."""
+    label = bar_labels[bar - 1] if bar_labels and 0 < bar <= len(bar_labels) else bar
+    return f"Bar {label}" if beat == 1 and bar else f"{label}.{beat}"
 
 
 def is_beat_marker(name: str) -> bool:

@@ -10,6 +10,7 @@ sections' places in the scene, which the user may move, are what cues and gaze t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,19 @@ class SeatingPlan:
             raise SeatingPlanError(f"{path.name}: sections need at least one row and a positive width and radius"
                                    + (f" ({', '.join(bad)})" if bad else " (it has no sections)") + ".")
         return cls(str(data.get("name", path.stem)), sections)
+
+
+    def section_for(self, *names: str) -> Section | None:
+        """The section whose instrument words best match any of `names` (a part's name, its instrument): the
+        longest word found wins, so "bass clarinet" goes to the clarinets, not the basses. None when none match."""
+        best, best_length = None, 0
+        for name in names:
+            words = f" {re.sub(r'[^a-z0-9]+', ' ', name.lower())} "
+            for section in self.sections:
+                for word in section.instruments:
+                    if len(word) > best_length and f" {word} " in words:
+                        best, best_length = section, len(word)
+        return best
 
 
 def default_plan() -> SeatingPlan:

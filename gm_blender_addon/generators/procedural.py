@@ -41,6 +41,10 @@ PATTERNS = {
 # moderate after it, small on the inner beats.
 REBOUND_LAST, REBOUND_FIRST, REBOUND_INNER = 1.5, 0.9, 0.55
 RIGHT_REST = np.array([0.37, 0.75, 0.03])
+WRITTEN_DYNAMICS_LEAD_S = 0.3
+CUE_PEAK_BEATS = 0.35  # a cue's gesture peaks this many beats before the entrance
+CUE_REACH = 0.24  # how far from the shoulder the cueing hand reaches
+MAX_HEAD_TURN = np.radians(50.0)
 LEFT_REST = np.array([0.63, 0.75, 0.03])
 
 
@@ -84,18 +88,47 @@ def _ramp(x, lo, hi):
     return _smoothstep((np.asarray(x, dtype=np.float64) - lo) / (hi - lo))
 
 
+def _loudness(analysis: MusicAnalysis) -> np.ndarray:
+    """Loudness as heard, or with a score, half heard and half written: the written dynamics read a little ahead,
+    as a conductor shows a dynamic before the orchestra plays it."""
+    heard = analysis.loudness.astype(np.float64)
+    if analysis.score is None:
+        return heard
+    t = np.arange(analysis.n_frames) / FPS
+    written = np.interp(t + WRITTEN_DYNAMICS_LEAD_S, t, analysis.score.dynamics)
+    return 0.5 * heard + 0.5 * np.where(analysis.silent, 0.0, written)
+
+
 def _shown_dynamics(analysis: MusicAnalysis) -> np.ndarray:
     """Loudness as the conductor shows it: half absolute, half relative to this piece's own soft and loud.
 
     A piece that stays forte still gets smaller gestures in its softer bars, as a conductor would shape it.
     """
-    loud = gaussian_smooth(analysis.loudness.astype(np.float64), 0.5 * FPS)
+    loud = gaussian_smooth(_loudness(analysis), 0.5 * FPS)
     sounding = loud[~analysis.silent]
     if len(sounding) < FPS:
         return loud
     soft, strong = np.percentile(sounding, [5, 95])
     relative = np.clip((loud - soft) / max(strong - soft, 0.05), 0.0, 1.0)
     return 0.5 * loud + 0.5 * relative
+
+
+def _cue_weights(analysis: MusicAnalysis, t: np.ndarray, lead_beats: float, before_beats: float,
+                 after_beats: float) -> list[tuple[np.ndarray, float]]:
+    """(weight 0 … 1 over the frames, the section's angle in radians) of each of the score's cues: rising from
+    `before_beats` before the entrance to its peak `lead_beats` before it, gone `after_beats` after it."""
+    if analysis.score is None:
+        return []
+    beats = analysis.beats
+    out = []
+    for cue in analysis.score.cues:
+        i = int(np.clip(np.searchsorted(beats, cue.time), 1, max(1, len(beats) - 1)))
+        beat = float(beats[i] - beats[i - 1]) if len(beats) > 1 else 0.5
+        peak = cue.time - lead_beats * beat
+        rise = _ramp(t, cue.time - before_beats * beat, peak)
+        fall = 1.0 - _ramp(t, peak, cue.time + after_beats * beat)
+        out.append((np.minimum(rise, fall), np.radians(cue.angle)))
+    return out
 
 
 def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
@@ -109,27 +142,32 @@ def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
     return [s for s in np.split(beats, breaks) if len(s)]
 
 
-def _bar_positions(analysis: MusicAnalysis, per_bar: int) -> dict[float, int]:
-    """Each beat's place in the pattern (0 the downbeat), counted from the bar line before it.
+def _bar_positions(analysis: MusicAnalysis, per_bar: int) -> dict[float, tuple[int, int]]:
+    """Each beat's (place in its pattern, 0 the downbeat; the pattern's number of beats), from the bar lines.
 
-    Bars may differ in length (a bar the tracker or the user made shorter or longer): the last beat of each bar is
-    the up-beat into the next downbeat, the others count from the downbeat. Beats before the first bar line count
-    back from it and those after the last run on in bars of `per_bar`.
+    A bar of 1 to 4 beats between two bar lines is beaten in its own pattern (a 3/4 bar among 4/4 ones in three).
+    A longer one keeps the `per_bar` pattern: its last beat is the up-beat into the next downbeat, the others count
+    from the downbeat. Beats before the first bar line count back from it and those after the last run on in bars
+    of `per_bar`.
     """
     beats = analysis.beats
     bar_lines = np.unique(np.searchsorted(beats, analysis.downbeats - 1e-6))
     if not len(bar_lines):
         bar_lines = np.array([0])
     positions = np.empty(len(beats), dtype=int)
+    lengths = np.full(len(beats), per_bar)
     positions[: bar_lines[0]] = (np.arange(bar_lines[0]) - bar_lines[0]) % per_bar
     for start, stop in zip(bar_lines, [*bar_lines[1:], len(beats)]):
         count = np.arange(stop - start)
         if stop == len(beats):
             positions[start:stop] = count % per_bar
+        elif stop - start in PATTERNS:
+            positions[start:stop] = count
+            lengths[start:stop] = stop - start
         else:
             positions[start:stop] = np.minimum(count, max(per_bar - 2, 0))
-            positions[stop - 1] = per_bar - 1 if stop - start > 1 else 0
-    return {float(b): int(p) for b, p in zip(beats, positions)}
+            positions[stop - 1] = per_bar - 1
+    return {float(b): (int(p), int(n)) for b, p, n in zip(beats, positions, lengths)}
 
 
 class _Track:
@@ -169,8 +207,7 @@ class _Track:
 def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator, n_frames: int) -> tuple:
     """The beating hand, plus a per-frame weight that is 1 around cut-offs (the left hand joins them)."""
     per_bar = analysis.beats_per_bar if analysis.beats_per_bar in PATTERNS else 4
-    pattern = np.array(PATTERNS[per_bar])
-    positions = _bar_positions(analysis, per_bar)
+    places = _bar_positions(analysis, per_bar)
     centre = np.array([0.40, 0.52 + style.plane_height, style.reach])
     loud = _shown_dynamics(analysis)
     held = gaussian_smooth(analysis.held.astype(np.float64), 0.3 * FPS)
@@ -185,28 +222,46 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
         room = np.clip(ibi / typical_ibi, 0.7, 1.3) ** 0.5
         return style.size * (0.03 + 0.09 * loud[k]) * (1.0 - 0.4 * held[k]) * room
 
-    def ictus(t, position, jitter=True):
-        offset = pattern[position] * (style.width, 1.0)
+    def ictus(t, place, jitter=True):
+        position, length = place
+        offset = np.array(PATTERNS[length][position]) * (style.width, 1.0)
         if jitter:
             offset = offset + rng.normal(0.0, 0.05, 2)
         a = size_at(t)
         return centre + np.array([offset[0] * a, offset[1] * a, 0.15 * a])
 
-    def rebound(position):
-        if position == per_bar - 1:
+    def rebound(place):
+        position, length = place
+        if position == length - 1:
             return REBOUND_LAST
         return REBOUND_FIRST if position == 0 else REBOUND_INNER
 
+    def before(place):
+        return (place[0] - 1) % place[1], place[1]
+
+    guide = analysis.score
+    # A beat the score holds (a fermata) stops the hand until one beat before the next; the beat into a marked tempo
+    # change is a full preparation in the new tempo.
+    fermatas = set(guide.fermatas) if guide is not None else set()
+    changes = np.array([t for t, _ in guide.tempo_changes]) if guide is not None else np.zeros(0)
+    articulation = dict(guide.articulation) if guide is not None else {}
+
+    def skew_into(t):
+        """The rebound's shape into the beat at `t`: it peaks early and falls long into a sharp ictus for staccato
+        and accents, and swings evenly, rounded, through slurred beats."""
+        marked = articulation.get(t, 0.0)
+        return style.bounce_skew * (1.0 - 0.3 * max(marked, 0.0)) + (1.0 - style.bounce_skew) * max(-marked, 0.0)
+
     sections = _sections(analysis)
-    ready = ictus(0.0, per_bar - 1, jitter=False)
+    ready = ictus(0.0, (per_bar - 1, per_bar), jitter=False)
     track = _Track(n_frames, ready)
     cutoff_weight = np.zeros(n_frames)
     previous_end = None
     for number, beats in enumerate(sections):
         ibi = float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / analysis.tempo_bpm
-        first_position = positions[float(beats[0])]
+        first_place = places[float(beats[0])]
         prep_time = beats[0] - ibi
-        prep = ictus(prep_time, (first_position - 1) % per_bar, jitter=False)
+        prep = ictus(prep_time, before(first_place), jitter=False)
         if previous_end is None:
             track.hold(track.t[0], prep_time, prep)
         else:
@@ -215,12 +270,18 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
             lift = max(end_time, prep_time - max(0.6, 0.5 * (prep_time - end_time)))
             track.hold(end_time, lift, end_point)
             track.glide(lift, prep_time, end_point, prep)
-        points = [prep] + [ictus(b, positions[float(b)]) for b in beats]
+        points = [prep] + [ictus(b, places[float(b)]) for b in beats]
         times = [prep_time] + list(beats)
-        heights = [rebound((first_position - 1) % per_bar)] + [rebound(positions[float(b)]) for b in beats]
+        heights = [rebound(before(first_place))] + [rebound(places[float(b)]) for b in beats]
         for i in range(len(points) - 1):
-            h = heights[i] * size_at(times[i]) * rng.uniform(0.85, 1.15)
-            track.beat(times[i], times[i + 1], points[i], points[i + 1], h, style.bounce_skew)
+            t0, t1 = times[i], times[i + 1]
+            h = heights[i] * size_at(t0) * rng.uniform(0.85, 1.15)
+            if np.any(np.abs(changes - t1) < 0.5 * (t1 - t0)):
+                h = max(h, REBOUND_LAST * size_at(t1))
+            if t0 in fermatas and t1 - t0 > 1.5 * ibi:
+                track.hold(t0, t1 - ibi, points[i])
+                t0, h = t1 - ibi, REBOUND_LAST * size_at(t1)
+            track.beat(t0, t1, points[i], points[i + 1], h, skew_into(t1))
 
         # Cut-off: one last small click where the sound of this section stops.
         last = beats[-1]
@@ -245,7 +306,7 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
 def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff: np.ndarray, n_frames: int):
     """Mirrors in loud passages, lifts through crescendos, presses down in diminuendos, rests when quiet."""
     t = np.arange(n_frames) / FPS
-    loud = gaussian_smooth(analysis.loudness.astype(np.float64), 0.6 * FPS)
+    loud = gaussian_smooth(_loudness(analysis), 0.6 * FPS)
     ahead = np.interp(t + 1.0, t, loud)
     behind = np.interp(t - 0.5, t, loud)
     change = np.clip((ahead - behind) / 0.25, -1.0, 1.0)
@@ -266,6 +327,12 @@ def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff:
     total = sum(weights)
     left = (weights[0][:, None] * mirror + weights[1][:, None] * express + weights[2][:, None] * sustain
             + weights[3][:, None] * idle) / total[:, None]
+    # A cue: the open hand rises and reaches towards the entering section, peaking just before the entrance. Sections
+    # to the conductor's right are cued across only as far as the middle; the head turns the rest of the way.
+    for weight, angle in _cue_weights(analysis, t, CUE_PEAK_BEATS, 1.2, 0.6):
+        reach = np.array([max(-np.sin(angle), (0.52 - SHOULDER_L[0]) / CUE_REACH), -0.1, np.cos(angle)])
+        target = SHOULDER_L + CUE_REACH * reach
+        left = left * (1 - weight[:, None]) + target * weight[:, None]
     # After the final cut-off both hands come down together.
     after_end = _ramp(t, analysis.sound_end + 0.6, analysis.sound_end + 2.1)[:, None]
     return left * (1 - after_end) + LEFT_REST * after_end
@@ -315,6 +382,10 @@ def conduct(analysis: MusicAnalysis, seed: int) -> np.ndarray:
 
     pitch = style.nod * (0.5 + loud) * _pulses(analysis.downbeats, t, 0.06, 0.09)
     yaw = sum(a * np.sin(2 * np.pi * t / (8.0 + 5.0 * i) + p) for i, (a, p) in enumerate(style.gaze))
+    # The head turns to a section before its cue and stays with it through the entrance (positive yaw looks to the
+    # conductor's left, a section's positive angle is to the right).
+    for weight, angle in _cue_weights(analysis, t, CUE_PEAK_BEATS, 2.0, 1.5):
+        yaw = yaw * (1 - weight) - np.clip(angle, -MAX_HEAD_TURN, MAX_HEAD_TURN) * weight
     head = HEAD_CENTRE + shift[:, :2] * 1.3
 
     keypoints = np.zeros((n, N_JOINTS, 2))

@@ -180,3 +180,25 @@ def test_bulk_keys_match_keyframe_insert(empty_scene):
         # The same rotation; keys may take the other sign so that neighbouring ones interpolate the short way.
         keyed = np.array(armature.pose.bones["hand.R"].rotation_quaternion)
         np.testing.assert_allclose(keyed * np.sign(keyed @ q[frame - 1]), q[frame - 1], atol=1e-6)
+
+
+def test_a_score_without_a_recording_is_rendered_conducted_and_cued(empty_scene, tmp_path):
+    from helpers import write_musicxml
+
+    score = write_musicxml(tmp_path / "horn call.musicxml", resting={"Horn in F": 5})
+    props = empty_scene.gm_conductor
+    props.score_path = str(score)
+    assert bpy.ops.gm.generate() == {"FINISHED"}
+    names = {m.name for m in empty_scene.timeline_markers}
+    assert {"Bar 1", "Bar 5", "Bar 8", "Cue: Horns"} <= names
+    assert (tmp_path / "horn call (rendered).wav").is_file()
+    assert props.last_result.endswith("1 cue from the score")
+
+
+def test_a_score_that_cannot_be_read_is_refused_and_nothing_changes(empty_scene, music_file, tmp_path):
+    bad = tmp_path / "broken.musicxml"
+    bad.write_text("<score-partwise><part-list>")
+    before = _scene_state(empty_scene)
+    with pytest.raises(RuntimeError, match="broken.musicxml"):
+        _generate(empty_scene, music_file, score_path=str(bad))
+    assert _scene_state(empty_scene) == before

@@ -164,3 +164,66 @@ def test_one_beats_file_for_several_recordings_is_refused(inputs, tmp_path):
     (tmp_path / "beats.txt").write_text("0.5\n1.0\n")
     result = run(inputs, "--out", tmp_path / "blends", "--beats", tmp_path / "beats.txt")
     assert result.returncode == 2 and "one audio file" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def midi_score(tmp_path_factory):
+    """Eight bars of 4/4 at 120 BPM: violins on a new chord every beat, horns resting until bar 5."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    violins = pretty_midi.Instrument(program=40, name="Violin I")
+    horns = pretty_midi.Instrument(program=60, name="Horn in F")
+    rng = np.random.default_rng(3)
+    for beat in range(32):
+        root = int(rng.integers(60, 72))
+        for pitch in (root, root + 4, root + 7):
+            violins.notes.append(pretty_midi.Note(80, pitch, 0.5 * beat, 0.5 * beat + 0.45))
+        if beat >= 16:
+            horns.notes.append(pretty_midi.Note(80, root - 12, 0.5 * beat, 0.5 * beat + 0.45))
+    midi.instruments += [violins, horns]
+    path = tmp_path_factory.mktemp("score") / "eight bars.mid"
+    midi.write(str(path))
+    return path
+
+
+def test_a_score_alone_is_rendered_and_conducted_with_its_bars_and_cues(midi_score, tmp_path):
+    out = tmp_path / "score.blend"
+    result = run("--score", midi_score, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "8 bars of 4/4 at 120 BPM" in result.stdout and "1 cue)" in result.stdout
+    assert out.with_suffix(".wav").is_file()
+    check = ("import bpy; names = {m.name for m in bpy.context.scene.timeline_markers}; "
+             "assert {'Bar 1', 'Bar 5', 'Cue: Horns', '8.4'} <= names, sorted(names)")
+    opened = subprocess.run([sys.executable, "-c", f"import bpy; bpy.ops.wm.open_mainfile(filepath="
+                             f"{str(out)!r}); {check}"], capture_output=True, text=True)
+    assert opened.returncode == 0, opened.stderr
+
+
+def test_analyze_with_a_score_writes_its_bars_and_cues(midi_score, tmp_path):
+    import json
+
+    recording = tmp_path / "played.wav"
+    assert run("--score", midi_score, "--out", recording.with_suffix(".blend")).returncode == 0
+    result = analyze(recording, "--score", midi_score, "--json", tmp_path / "a.json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads((tmp_path / "a.json").read_text())
+    assert [b["number"] for b in found["bars"]] == [str(b) for b in range(1, 9)]
+    assert [c["section"] for c in found["cues"]] == ["Horns"] and found["alignment_confidence"] > 0.5
+    assert abs(found["cues"][0]["time"] - found["bars"][4]["time"]) < 0.08
+
+
+def test_a_score_of_other_music_is_said_and_the_recording_analysed_without_it(inputs, midi_score, tmp_path):
+    result = analyze(inputs / "second.flac", "--score", midi_score)
+    assert result.returncode == 1 and "does not match second.flac" in result.stderr
+    assert '"tracker"' in result.stdout and '"cues"' not in result.stdout
+
+
+@pytest.mark.parametrize("content, message", [(b"MThd garbage", "eight bars.mid"), (None, "not found")])
+def test_an_unreadable_score_exits_2_before_any_work(inputs, tmp_path, content, message):
+    score = tmp_path / "eight bars.mid"
+    if content is not None:
+        score.write_bytes(content)
+    out = tmp_path / "o.blend"
+    result = run(inputs / "second.flac", "--score", score, "--out", out)
+    assert result.returncode == 2 and message in result.stderr and not out.exists()
