@@ -6,7 +6,8 @@ over the whole piece (5 Hz) finds where the music starts and ends in the recordi
 surround it) and which transposition fits; a fine DTW (50 Hz) in a band around that coarse path places every chord.
 A fermata or a rubato of any size is a horizontal or vertical run of the path: the score's tempo marks only set the
 nominal time axis. Chroma says where the harmony changes, not exactly when an attack is heard, so each beat is then
-moved onto the recording's attacks of the pitch classes the score starts on it, keeping the tempo smooth.
+moved onto the recording's attacks of the pitch classes the score starts on it and onto the beat tracker's beat
+activation (core.tracker), keeping the tempo smooth.
 
 Chosen on development renders of the corpus's validation works (see benchmarks/score_alignment.py): pitch-class
 onsets as a second DTW feature, as some aligners use, made beats worse there, not better.
@@ -40,8 +41,11 @@ BAND_S = 1.5  # the fine path stays this close (in the recording) to the coarse 
 END_SLACK = 5  # fine frames the fine path may start or end away from the coarse path's ends
 ATTACK_HOP = 221  # samples at 22050 Hz: attacks 100 times a second
 ATTACK_FFT = 4096
-REFINE_S = 0.2  # how far the attacks may move a beat from where the DTW put it
-TEMPO_CHANGE_COST = 1.0  # against an attack's strength (0 … 1), per squared log change of a beat's length
+REFINE_S = 0.3  # how far the attacks may move a beat from where the DTW put it
+# The trained beat tracker hears where a beat falls in a slow string attack, whose energy (and so its chroma) comes
+# a fifth of a second after it: its activation weighs this much against an attack's strength.
+BEAT_ACTIVATION_WEIGHT = 2.0
+TEMPO_CHANGE_COST = 3.0  # against an attack's strength (0 … 1), per squared log change of a beat's length
 DTW_TRUST = 0.1  # cost, against an attack's strength, of moving a beat the whole REFINE_S from the DTW's time
 EDGE_QUARTERS = 4.0  # the tempo before the first note and after the last is the one of this much music
 DEFAULT_QUARTER_BPM = 100.0  # nominal time axis of a score without tempo marks
@@ -285,7 +289,8 @@ def align_score(score: Score, audio: Audio, progress: Progress | None = None) ->
     frames, starts = np.unique(fine[:, 0], return_index=True)
     knots_q, knots_s = frame_q[frames], np.maximum.accumulate(fine[starts, 1] / rate)
     report(0.9, "Placing the beats on their attacks")
-    knots_q, knots_s = _beats_on_attacks(score, knots_q, knots_s, _attack_strength(audio, tuning), transposition)
+    knots_q, knots_s = _beats_on_attacks(score, knots_q, knots_s, _attack_strength(audio, tuning), transposition,
+                                         _beat_activation(audio))
     report(1.0, "Score aligned")
     return ScoreAlignment(score, knots_q, knots_s, confidence, int(transposition), tuning)
 
@@ -300,12 +305,26 @@ def _likely_transpositions(score: Score, frame_q: np.ndarray, audio_chroma: np.n
     return ranked if 0 in ranked else [0, *ranked]
 
 
+def _beat_activation(audio: Audio) -> np.ndarray | None:
+    """The beat tracker's beat activation (0 … 1) at ATTACK_HOP, or None where its weights are not installed."""
+    from .analysis import ANALYSIS_RATE, compute_spectral
+    from .tracker import beat_activation, shipped_weights
+
+    weights = shipped_weights()
+    if weights is None:
+        return None
+    activation = beat_activation(compute_spectral(audio).log_mel, weights)
+    times = np.arange(int(len(audio.samples) / ATTACK_HOP) + 1) * ATTACK_HOP / audio.sample_rate
+    return np.interp(times, np.arange(len(activation)) / ANALYSIS_RATE, activation)
+
+
 def _beats_on_attacks(score: Score, knots_q: np.ndarray, knots_s: np.ndarray, attacks: np.ndarray,
-                      transposition: int) -> tuple[np.ndarray, np.ndarray]:
+                      transposition: int, activation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Every beat inside the matched music moved from where the DTW put it onto the recording's attacks: each may
     move up to REFINE_S, scored by the attacks there of the pitch classes the score starts on it (weighted by how
-    many notes start) against moving from the DTW's time and against changing the beat's length from the DTW's
-    tempo over a few beats (Viterbi over the beats). These beats become the knots."""
+    many notes start) and by the beat tracker's `activation`, against moving from the DTW's time and against
+    changing the beat's length from the DTW's tempo over a few beats (Viterbi over the beats). These beats become
+    the knots."""
     from scipy.ndimage import median_filter
 
     rate = 22050.0 / ATTACK_HOP
@@ -327,6 +346,8 @@ def _beats_on_attacks(score: Score, knots_q: np.ndarray, knots_s: np.ndarray, at
     times = estimate[:, None] + offsets[None, :]
     frames = np.clip(np.round(times * rate).astype(int), 0, attacks.shape[1] - 1)
     gain = weight[:, None] * np.einsum("kc,ckw->kw", classes, attacks[:, frames])
+    if activation is not None:
+        gain += BEAT_ACTIVATION_WEIGHT * activation[np.clip(frames, 0, len(activation) - 1)]
     gain -= DTW_TRUST * (offsets / REFINE_S)[None, :] ** 2
     # The beat lengths the DTW implies, smoothed over a few beats: its single beats are what is being corrected.
     seconds_per_q = median_filter(np.diff(estimate) / np.maximum(np.diff(beat_q), 1e-6), size=5, mode="nearest")

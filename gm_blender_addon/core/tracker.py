@@ -390,6 +390,11 @@ class TCNTracker:
                         beats_per_bar=decoded.beats_per_bar, subdivision=decoded.subdivision)
 
 
+def beat_activation(log_mel: np.ndarray, weights: Path) -> np.ndarray:
+    """The network's beat activation (0 … 1) on each frame of `Spectral.log_mel`."""
+    return _sigmoid(_network(weights).logits(features(log_mel))[0])
+
+
 _NETWORKS: dict[Path, TCN] = {}
 
 
