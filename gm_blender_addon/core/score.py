@@ -91,6 +91,11 @@ class ScoreBar:
     beats: tuple[float, ...]  # the conducted beats, quarter notes from the bar's start (a pickup: its last ones)
     rehearsal: str | None = None
 
+    @property
+    def whole(self) -> bool:
+        """Whether the bar lasts its meter's full length (a pickup or a short bar does not)."""
+        return self.length >= _nominal_length(self.meter) - _EPS
+
 
 @dataclass(frozen=True)
 class Score:
@@ -129,7 +134,7 @@ class Score:
             return index + (q - starts[index]) / lengths[index]
 
         first = self.bars[0]
-        pickup = len(self.bars) > 1 and first.length < _nominal_length(first.meter) - _EPS
+        pickup = len(self.bars) > 1 and not first.whole
         start_over = self.bars[1].start + self.bars[1].length if pickup else first.start + first.length
         found: set[tuple[float, int]] = set()
         for part in range(len(self.parts)):

@@ -30,8 +30,6 @@ TUTTI_SECTIONS = 3
 TUTTI = "Tutti"
 # Levels (0 … 1, as the analysis's loudness) of the written dynamics.
 MARK_LEVELS = {"ppp": 0.1, "pp": 0.2, "p": 0.35, "mp": 0.45, "mf": 0.55, "f": 0.7, "ff": 0.85, "fff": 0.95}
-# Marks that accent one note and leave the level as it was ("fp": loud, then at once soft).
-ACCENT_MARKS = {"sf", "sfz", "sffz", "rfz", "fz"}
 HAIRPIN_STEP = 0.15  # a hairpin with no mark after it changes the level this much
 
 
@@ -119,7 +117,7 @@ def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -
     beat_q, beat_bar, beat_s = beat_q[inside], beat_bar[inside], beat_s[inside]
     # A bar's downbeat is its first conducted beat where the bar is whole; a pickup's beats lead into bar 1.
     bars = score.bars
-    full = np.array([_is_full(bar) for bar in bars])
+    full = np.array([bar.whole for bar in bars])
     first_of_bar = np.concatenate([[True], beat_bar[1:] != beat_bar[:-1]])
     is_downbeat = first_of_bar & full[beat_bar] & np.isclose([bars[b].beats[0] for b in beat_bar], 0.0)
     downbeat_bars = beat_bar[is_downbeat]
@@ -149,15 +147,6 @@ def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -
 def _is_compound(meter: str) -> bool:
     numerator, _, denominator = meter.partition("/")
     return numerator in ("6", "9", "12") and denominator in ("8", "16")
-
-
-def _is_full(bar) -> bool:
-    numerator, _, denominator = bar.meter.partition("/")
-    try:
-        nominal = 4.0 * int(numerator) / int(denominator)
-    except ValueError:
-        return True
-    return bar.length >= nominal - 1e-6
 
 
 def _tempo_changes(alignment: ScoreAlignment) -> tuple[tuple[float, float], ...]:
