@@ -383,8 +383,9 @@ def _generate_one(args, audio: Path | None, paths: dict, options: dict, hints: M
     a = performance.analysis
     summary = f"{applied.bars} bars of {a.meter} at {a.tempo_bpm:.0f} BPM, {applied.frames} frames, {applied.keys} keys"
     if a.score is not None:
-        cues = len(a.score.cues)
-        summary += f", from the score (alignment confidence {a.score.confidence:.2f}, {cues} cue{'s' * (cues != 1)})"
+        cues, releases = len(a.score.cues), len(a.score.releases)
+        summary += (f", from the score (alignment confidence {a.score.confidence:.2f}, {cues} cue{'s' * (cues != 1)}, "
+                    f"{releases} section cut-off{'s' * (releases != 1)})")
     return summary, performance.warnings
 
 

@@ -26,7 +26,7 @@ import bpy
 import bmesh  # isort: skip
 from mathutils import Matrix, Vector  # isort: skip
 
-RIG_VERSION = 1
+RIG_VERSION = 2
 OUTPUT = Path(__file__).resolve().with_name("conductor_rig.blend")
 
 FORWARD = Vector((0.0, -1.0, 0.0))
@@ -57,6 +57,19 @@ ARM = (
     ("forearm.L", 0.26, 45.0, 20.0),
     ("hand.L", 0.09, 50.0, 20.0),
 )
+
+# Fingers in the left hand bone's frame (+Y along the hand, +X to the palm side, +Z to the thumb): each finger's
+# knuckle, its three bones' lengths and its direction at the knuckle. The bones of a relaxed hand curve a little
+# towards the palm, FINGER_CURVE more at each joint.
+FINGERS = (
+    ("thumb", (0.012, 0.012, 0.022), (0.040, 0.032, 0.027), (0.45, 0.75, 0.50)),
+    ("f_index", (0.004, 0.084, 0.026), (0.040, 0.024, 0.020), (0.0, 1.0, 0.06)),
+    ("f_middle", (0.004, 0.087, 0.008), (0.045, 0.028, 0.021), (0.0, 1.0, 0.0)),
+    ("f_ring", (0.004, 0.084, -0.010), (0.042, 0.026, 0.020), (0.0, 1.0, -0.06)),
+    ("f_pinky", (0.004, 0.077, -0.027), (0.032, 0.020, 0.018), (0.0, 1.0, -0.14)),
+)
+FINGER_CURVE = 0.12
+FINGER_RADIUS = {"thumb": 0.0105, "f_index": 0.0085, "f_middle": 0.009, "f_ring": 0.0085, "f_pinky": 0.0075}
 
 # Leg joints; the knee sits a little forward so the knee bends the right way.
 LEG = (
@@ -106,6 +119,17 @@ def bone_layout() -> dict[str, BoneSpec]:
         tail = joint + length * arm_direction(down, forward)
         left[name] = BoneSpec(joint, tail, parent, connect, FORWARD)
         joint, parent, connect = tail, name, True
+
+    hand = frame(left["hand.L"].head, left["hand.L"].tail - left["hand.L"].head, FORWARD)
+    back_of_hand = -hand.col[0].to_3d()
+    for finger, knuckle, lengths, direction in FINGERS:
+        joint, parent, connect = hand @ Vector(knuckle), "hand.L", False
+        for number, length in enumerate(lengths, start=1):
+            local = Vector(direction).normalized() + FINGER_CURVE * number * Vector((1.0, 0.0, 0.0))
+            tail = joint + length * (hand.to_3x3() @ local.normalized())
+            name = f"{finger}.{number:02d}.L"
+            left[name] = BoneSpec(joint, tail, parent, connect, back_of_hand)
+            joint, parent, connect = tail, name, True
 
     parent, connect = "spine", False
     for name, head, tail in LEG:
@@ -492,21 +516,16 @@ FACE_PAIRED = (
     ("Conductor_Skin", (0.076, 1.635, -0.005), (0.015, 0.030, 0.020)),  # ear
 )
 
-# Hand in the hand bone's frame: +Y towards the fingertips, +X out of the palm, +Z to the thumb.
-# Palm and fingers form one mitten whose fingers curl towards the palm.
-MITTEN = (
+# The palm in the hand bone's frame: +Y towards the fingers, +X out of the palm, +Z to the thumb (see FINGERS).
+PALM = (
     (-0.012, 0.0, 0.0, 0.0, 0.0),
     (0.000, 0.018, 0.028, 0.0, 0.0),
-    (0.035, 0.020, 0.042, 0.0, 0.0),
-    (0.080, 0.017, 0.046, 0.0, 0.0),
-    (0.110, 0.013, 0.043, 0.006, 0.0),
-    (0.140, 0.011, 0.038, 0.016, -0.002),
-    (0.160, 0.010, 0.030, 0.026, -0.004),
-    (0.172, 0.006, 0.018, 0.034, -0.005),
-    (0.176, 0.0, 0.0, 0.037, -0.005),
+    (0.035, 0.020, 0.040, 0.0, 0.0),
+    (0.070, 0.018, 0.041, 0.0, 0.0),
+    (0.086, 0.014, 0.039, 0.002, 0.0),
+    (0.095, 0.008, 0.030, 0.003, 0.0),
+    (0.098, 0.0, 0.0, 0.003, 0.0),
 )
-THUMB_BASE = Vector((0.010, 0.020, 0.028))
-THUMB_DIRECTION = Vector((0.35, 0.75, 0.45))
 
 # Shoe in a frame on the ground under the heel, +Y forward, +Z up:
 # (t, half width, half height, 0, centre height).
@@ -565,10 +584,14 @@ def build_arm(b: MeshBuilder, layout: dict[str, BoneSpec]) -> None:
     cuff = tube(fore_length - 0.060, fore_length - 0.012, 0.037, 0.036)
     b.loft(bone_frame(fore), cuff, "Conductor_Shirt", "forearm.L")
 
-    hand_frame = bone_frame(hand)
-    b.loft(hand_frame, MITTEN, "Conductor_Skin", "hand.L", segments=20)
-    thumb = hand_frame @ frame(THUMB_BASE, THUMB_DIRECTION, (1.0, 0.0, 0.0))
-    b.loft(thumb, capsule(0.050, 0.012, 0.010, steps=4), "Conductor_Skin", "hand.L", segments=12)
+    b.loft(bone_frame(hand), PALM, "Conductor_Skin", "hand.L", segments=20)
+    for finger, _, lengths, _ in FINGERS:
+        for number in range(1, len(lengths) + 1):
+            name = f"{finger}.{number:02d}.L"
+            spec = layout[name]
+            radius = FINGER_RADIUS[finger] * (1.0 - 0.08 * (number - 1))
+            rings = capsule((spec.tail - spec.head).length, radius, 0.92 * radius, steps=3)
+            b.loft(bone_frame(spec), rings, "Conductor_Skin", name, segments=10)
 
 
 def build_leg(b: MeshBuilder, layout: dict[str, BoneSpec]) -> None:
@@ -618,7 +641,7 @@ def build_body(
 # --------------------------------------------------------------------------- baton
 
 BATON_LENGTH = 0.38
-# Where the butt rests in the left hand's frame (see MITTEN); mirrored onto the right hand.
+# Where the butt rests in the left hand's frame (see PALM); mirrored onto the right hand.
 BATON_GRIP = Vector((0.018, 0.025, 0.0))
 BATON_HANDLE = (
     (-0.003, 0.0, 0.0),

@@ -34,8 +34,10 @@ def bone_matrix(head, tail, roll: float) -> np.ndarray:
     return m
 
 
-def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_bend_deg: float = 10.0) -> Skeleton:
-    """An upper-body armature with Rigify-metarig names, arms `arm_angle_deg` below horizontal (0 = T-pose)."""
+def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_bend_deg: float = 10.0,
+             fingers: bool = False) -> Skeleton:
+    """An upper-body armature with Rigify-metarig names, arms `arm_angle_deg` below horizontal (0 = T-pose); with
+    `fingers`, an index and a little finger of three bones on each hand, the thumb side forward."""
     rng = np.random.default_rng(roll_seed)
     a, bend = np.radians(arm_angle_deg), np.radians(elbow_bend_deg)
     bones = [
@@ -59,6 +61,13 @@ def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_be
             (f"forearm.{side}", f"upper_arm.{side}", tuple(elbow), tuple(wrist)),
             (f"hand.{side}", f"forearm.{side}", tuple(wrist), tuple(hand_tip)),
         ]
+        along = (hand_tip - wrist) / np.linalg.norm(hand_tip - wrist)
+        for finger, across in (("f_index", -0.02), ("f_pinky", 0.02)) if fingers else ():
+            joint, parent = hand_tip + np.array([0.0, across, 0.0]), f"hand.{side}"
+            for number in (1, 2, 3):
+                name = f"{finger}.{number:02d}.{side}"
+                bones.append((name, parent, tuple(joint), tuple(joint + 0.03 * along)))
+                joint, parent = joint + 0.03 * along, name
     names = [b[0] for b in bones]
     rolls = rng.uniform(-np.pi, np.pi, len(bones)) if roll_seed is not None else np.zeros(len(bones))
     rest = np.stack([bone_matrix(h, t, r) for (_, _, h, t), r in zip(bones, rolls)])

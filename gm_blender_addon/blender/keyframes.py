@@ -1,7 +1,8 @@
 """Writing solved bone rotations as keyframes, in bulk, in each bone's own rotation mode.
 
 `keyframe_points.add` + `foreach_set` is linear in the number of keys and over 100× faster than `keyframe_insert`.
-Dense keys (one per frame) are LINEAR: Bézier handles would only add overshoot between samples a frame apart.
+Dense keys (one per frame, but for frames that lie on the line between their neighbours, as through a held pose)
+are LINEAR: Bézier handles would only add overshoot between samples a frame apart.
 Sparse keys (core.keys.reduce_bones) are Bézier with handles along the solved curve's slope, so that the curve
 Blender plays is the one the reduction measured: ALIGNED, so that dragging one handle turns the other, except at the
 corners of the motion (the ictus), which get FREE (broken) handles as an animator keys a bounce.
@@ -53,7 +54,7 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
                           tolerance_deg: float | None = None):
     """A new, unassigned action keying each bone's rotation in the bone's own rotation mode; nothing in the scene
     changes yet. With `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame;
-    without, a key on every frame.
+    without, a key on every frame where the bone turns (see core.keys.turning_frames).
 
     Returns (action, slot). If anything fails the half-built action is removed before the error propagates.
     """
@@ -71,8 +72,9 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
                 data_path = armature.pose.bones[bone].path_from_id(keys.DATA_PATHS[mode])
                 fcurves = [compat.new_fcurve(action, slot, data_path, c, bone) for c in range(values.shape[2])]
                 if reduced is None:
+                    turning = keys.turning_frames(values[b])
                     for c, fcurve in enumerate(fcurves):
-                        fill_fcurve(fcurve, every_frame, values[b, :, c].astype(np.float32))
+                        fill_fcurve(fcurve, every_frame[turning], values[b, turning, c].astype(np.float32))
                     continue
                 curves = reduced[b]
                 left, right = curves.handles()

@@ -97,8 +97,10 @@ def result_line(applied, analysis) -> str:
     line = (f"{applied.bars} bars of {analysis.meter} at {analysis.tempo_bpm:.0f} BPM on {applied.armature_name}, "
             f"{applied.keys:,} keys")
     if analysis.score is not None:
-        cues = len(analysis.score.cues)
-        line += f", {cues} cue{'s' * (cues != 1)} from the score"
+        cues, releases = len(analysis.score.cues), len(analysis.score.releases)
+        line += f", {cues} cue{'s' * (cues != 1)}"
+        line += f" and {releases} cut-off{'s' * (releases != 1)}" if releases else ""
+        line += " from the score"
     return line
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.retarget import REQUIRED
+from ..core.retarget import FINGER_BONE_PARTS, REQUIRED
 from ..generators import registry
 from . import rig_maps
 from .operators import GM_OT_generate, target_armature
@@ -89,14 +89,15 @@ class GM_PT_rig_map(ConductorTab, bpy.types.Panel):
         missing = set(rig_map.missing(bone_names)) | {p for p in REQUIRED if p not in rig_map.bones}
         if missing:
             layout.label(text=f"Missing: {', '.join(sorted(missing))}", icon="ERROR")
-        column = layout.column(align=True)
-        for entry in settings.bones:
-            # The part's name on its own label, wide enough for "upper_arm.L" (as the search field's own text it
-            # was cut to "upper_ar…"), the rest for the bone's name.
-            row = column.split(factor=0.42, align=True)
-            row.alert = entry.bone in missing or entry.part in missing
-            row.label(text=entry.part)
-            row.prop_search(entry, "bone", armature.data, "bones", text="")
+        fingers = [entry for entry in settings.bones if entry.part in FINGER_BONE_PARTS]
+        _part_rows(layout, [entry for entry in settings.bones if entry.part not in FINGER_BONE_PARTS], armature,
+                   missing)
+        # Thirty finger bones would bury the body's parts: they fold away under one line.
+        mapped = sum(bool(entry.bone) for entry in fingers)
+        layout.prop(settings, "show_fingers", text=f"Fingers ({mapped} of {len(fingers)} mapped)",
+                    icon="DOWNARROW_HLT" if settings.show_fingers else "RIGHTARROW", emboss=False)
+        if settings.show_fingers:
+            _part_rows(layout, fingers, armature, missing)
         if settings.switches:
             layout.label(text="Switches held while the action plays:")
             for switch in settings.switches:
@@ -105,6 +106,17 @@ class GM_PT_rig_map(ConductorTab, bpy.types.Panel):
                 row.prop_search(switch, "bone", armature.data, "bones", text="")
                 row.prop(switch, "property", text="")
                 row.prop(switch, "value", text="")
+
+
+def _part_rows(layout, entries, armature, missing: set[str]) -> None:
+    column = layout.column(align=True)
+    for entry in entries:
+        # The part's name on its own label, wide enough for "upper_arm.L" (as the search field's own text it was
+        # cut to "upper_ar…"), the rest for the bone's name.
+        row = column.split(factor=0.42, align=True)
+        row.alert = entry.bone in missing or entry.part in missing
+        row.label(text=entry.part)
+        row.prop_search(entry, "bone", armature.data, "bones", text="")
 
 
 CLASSES = (GM_PT_conductor, GM_PT_rig_map)

@@ -27,6 +27,7 @@ class GM_RigMap(bpy.types.PropertyGroup):
     description: bpy.props.StringProperty(name="Description")
     bones: bpy.props.CollectionProperty(type=GM_RigMapBone)
     switches: bpy.props.CollectionProperty(type=GM_RigMapSwitch)
+    show_fingers: bpy.props.BoolProperty(name="Fingers", description="Show the finger bones' parts of the map")
 
 
 CLASSES = (GM_RigMapBone, GM_RigMapSwitch, GM_RigMap)

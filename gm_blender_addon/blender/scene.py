@@ -19,8 +19,8 @@ import numpy as np
 
 from ..core.analysis import (RECORD_VERSION, GivenBeats, MusicAnalysis, analysis_record, beat_positions,
                              typical_bar_length)
-from ..core.beat_markers import (CUE_PREFIX, beats_from_markers, is_beat_marker, marked_beats, marker_name,
-                                 with_taps)
+from ..core.beat_markers import (CUE_PREFIX, RELEASE_PREFIX, beats_from_markers, is_beat_marker, marked_beats,
+                                 marker_name, with_taps)
 from ..core.motion import FPS
 from ..core.retarget import RigMap, RigMapError
 from ..pipeline import Performance, solve_for_rig
@@ -118,13 +118,15 @@ def write_beat_markers(scene, beats: np.ndarray, downbeats: np.ndarray, beats_pe
             scene.timeline_markers.new(name, frame=frame_of(seconds, fps))
 
 
-def write_cue_markers(scene, cues) -> None:
-    """`Cue: <section>` markers at the score's entrances (core.score_guide.Cue), replacing earlier ones."""
-    for marker in [m for m in scene.timeline_markers if m.name.startswith(CUE_PREFIX)]:
+def write_section_markers(scene, cues, releases) -> None:
+    """`Cue: <section>` markers at the score's entrances and `Cut-off: <section>` at the ends of the phrases it
+    releases (core.score_guide.Cue), replacing earlier ones."""
+    for marker in [m for m in scene.timeline_markers if m.name.startswith((CUE_PREFIX, RELEASE_PREFIX))]:
         scene.timeline_markers.remove(marker)
     fps = frame_rate(scene)
-    for cue in cues:
-        scene.timeline_markers.new(f"{CUE_PREFIX}{cue.section}", frame=frame_of(cue.time, fps))
+    for prefix, events in ((CUE_PREFIX, cues), (RELEASE_PREFIX, releases)):
+        for event in events:
+            scene.timeline_markers.new(f"{prefix}{event.section}", frame=frame_of(event.time, fps))
 
 
 def write_taps(scene, taps: np.ndarray) -> int:
@@ -197,7 +199,7 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
     guide = analysis.score
     write_beat_markers(scene, analysis.beats, analysis.downbeats, analysis.beats_per_bar,
                        guide.bar_numbers if guide is not None else None)
-    write_cue_markers(scene, guide.cues if guide is not None else ())
+    write_section_markers(scene, guide.cues if guide is not None else (), guide.releases if guide is not None else ())
     return Applied(
         armature_name=armature.name,
         action_name=action.name,

@@ -2,8 +2,8 @@
 and tapped beats snapped to the music's onsets and put among the others.
 
 Generate names a marker on every beat: `Bar N` on downbeats, `N.k` (beat k of bar N, bar 0 a pickup) on the others;
-conducted from a score, N is the bar's number in the score ("12a" too), and `Cue: <section>` markers (not beats)
-mark the entrances it cues.
+conducted from a score, N is the bar's number in the score ("12a" too), and `Cue: <section>` and
+`Cut-off: <section>` markers (not beats) mark the entrances it cues and the phrase ends it releases.
 Reading them back, a beat marker is one of those names or a name Blender gives a new marker (`F_12` when added at
 frame 12, or no name), so markers the user adds in the timeline are beats; `Bar N` markers start bars. Markers with
 any other name are the user's own and never touched.
@@ -21,6 +21,7 @@ from .analysis import AnalysisError, GivenBeats, beat_positions
 BAR = re.compile(r"^Bar \w+$")
 _BEAT = re.compile(r"^\w+\.\d+$")
 CUE_PREFIX = "Cue: "
+RELEASE_PREFIX = "Cut-off: "
 _NEW = re.compile(r"^(F_-?\d+)?$")
 MARKERS = "the beat markers"
 # How far a tap may be moved onto an onset: taps land within about a tenth of a second of the beat they mean.

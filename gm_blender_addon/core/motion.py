@@ -35,6 +35,20 @@ N_JOINTS = len(JOINT_NAMES)
 SHOULDER_WIDTH = 0.2
 HIP_MIDPOINT = (0.5, 0.75)
 
+# The hands, in the order of the arrays `fingers` and `wrists`: the performer's left, then right.
+HAND_SIDES = ("left", "right")
+FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
+N_FINGERS = len(FINGER_NAMES)
+
+
+# Optional per-frame arrays of a Motion beside its keypoints, with their shape after the frame axis.
+EXTRAS = {
+    "world": (N_JOINTS, 3),
+    "visibility": (N_JOINTS,),
+    "fingers": (len(HAND_SIDES), N_FINGERS),
+    "wrists": (len(HAND_SIDES), 2),
+}
+
 
 class MotionFileError(ValueError):
     """A keypoint file that is missing, unreadable or not in the Gesture Maestro layout."""
@@ -42,9 +56,13 @@ class MotionFileError(ValueError):
 
 @dataclass
 class Motion:
-    """Keypoints (T, 13, 2) float32 at `fps`, plus free-form metadata and optional capture extras.
+    """Keypoints (T, 13, 2) float32 at `fps`, plus free-form metadata and optional extras.
 
     `world` (T, 13, 3) and `visibility` (T, 13) are only present for captured motion.
+    `fingers` (T, 2, 5): how far each finger of each hand (HAND_SIDES × FINGER_NAMES) is curled, 0 straight to 1 a
+    fist. `wrists` (T, 2, 2): each wrist's (flexion, turn) in radians: flexion bends the hand towards the palm
+    (negative lifts the back of the hand), turn rolls the forearm from palm down (0) through thumb up (π/2) to palm
+    up (π). Both come together; the baton, held in the right hand, follows from them.
     """
 
     keypoints: np.ndarray
@@ -52,6 +70,8 @@ class Motion:
     meta: dict = field(default_factory=dict)
     world: np.ndarray | None = None
     visibility: np.ndarray | None = None
+    fingers: np.ndarray | None = None
+    wrists: np.ndarray | None = None
 
     def __post_init__(self):
         kp = np.asarray(self.keypoints, dtype=np.float32)
@@ -60,10 +80,21 @@ class Motion:
         if not np.all(np.isfinite(kp)):
             raise ValueError("keypoints contain NaN or infinite values")
         self.keypoints = np.ascontiguousarray(kp)
-        for name, tail in (("world", (N_JOINTS, 3)), ("visibility", (N_JOINTS,))):
+        for name, tail in EXTRAS.items():
             extra = getattr(self, name)
-            if extra is not None and np.shape(extra) != (len(kp),) + tail:
+            if extra is None:
+                continue
+            if np.shape(extra) != (len(kp),) + tail:
                 raise ValueError(f"{name} must have shape {(len(kp),) + tail}, got {np.shape(extra)}")
+            if not np.all(np.isfinite(extra)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+            setattr(self, name, np.ascontiguousarray(extra, dtype=np.float32))
+        if (self.fingers is None) != (self.wrists is None):
+            raise ValueError("fingers and wrists come together: give both or neither")
+
+    @property
+    def has_hands(self) -> bool:
+        return self.fingers is not None
 
     @property
     def n_frames(self) -> int:
@@ -92,10 +123,9 @@ class Motion:
             "joint_names": np.array(JOINT_NAMES),
             "meta_json": np.array(json.dumps(self.meta, sort_keys=True)),
         }
-        if self.world is not None:
-            arrays["world"] = np.asarray(self.world, dtype=np.float32)
-        if self.visibility is not None:
-            arrays["visibility"] = np.asarray(self.visibility, dtype=np.float32)
+        for name in EXTRAS:
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         # np.savez appends ".npz" to names without it; write through a handle so the user's name is kept as given.
         with open(path, "wb") as handle:
             np.savez_compressed(handle, **arrays)
@@ -122,8 +152,7 @@ class Motion:
                     keypoints=data["keypoints"],
                     fps=float(data["fps"]) if "fps" in data else FPS,
                     meta=meta,
-                    world=data["world"] if "world" in data else None,
-                    visibility=data["visibility"] if "visibility" in data else None,
+                    **{name: data[name] if name in data else None for name in EXTRAS},
                 )
             except ValueError as exc:
                 raise MotionFileError(f"{path.name}: {exc}") from exc

@@ -15,10 +15,28 @@ import numpy as np
 
 from . import rotations as rot
 from .lift import NOSE_DROP, Proportions
-from .motion import JOINT
+from .motion import FINGER_NAMES, HAND_SIDES, JOINT
 
 REQUIRED = ("spine", "chest", "neck", "head", "upper_arm.L", "forearm.L", "hand.L", "upper_arm.R", "forearm.R", "hand.R")
-OPTIONAL = ("hips", "shoulder.L", "shoulder.R")
+# Finger parts take the Rigify metarig's names: each finger's three bones from the knuckle out.
+FINGER_PARTS = {"thumb": "thumb", "index": "f_index", "middle": "f_middle", "ring": "f_ring", "little": "f_pinky"}
+SIDES = {"left": "L", "right": "R"}
+
+
+def finger_part(finger: str, joint: int, side: str) -> str:
+    """The rig-map part of `finger`'s bone `joint` (1 at the knuckle … 3 at the tip) on side "L" or "R"."""
+    return f"{FINGER_PARTS[finger]}.{joint:02d}.{side}"
+
+
+FINGER_BONE_PARTS = tuple(finger_part(finger, joint, side) for side in "LR" for finger in FINGER_NAMES
+                          for joint in (1, 2, 3))
+OPTIONAL = ("hips", "shoulder.L", "shoulder.R") + FINGER_BONE_PARTS
+# How far each bone of a finger bends at a full curl, in degrees, knuckle first: a fist for the fingers, the thumb
+# folded across the palm.
+FINGER_BEND = {"thumb": (20.0, 35.0, 50.0), "index": (75.0, 95.0, 60.0), "middle": (75.0, 95.0, 60.0),
+               "ring": (75.0, 95.0, 60.0), "little": (75.0, 95.0, 60.0)}
+# Turning the palm over is the forearm's work (the radius rolls round the ulna); the wrist itself adds the rest.
+FOREARM_TURN_SHARE = 0.7
 # How much of the torso's turn the lower spine takes, how much of the head's turn the neck takes, and how much of
 # an arm's lift the collarbone follows: shares that make the motion read as a body rather than a stick figure.
 SPINE_SHARE = 0.5
@@ -83,6 +101,17 @@ class Skeleton:
                 raise ValueError("bone parents and constraint targets form a cycle")
         self.order = order
         self.index = {name: i for i, name in enumerate(self.names)}
+        self._depends = depends
+
+    def placing(self, bones) -> set[int]:
+        """The bones whose poses place `bones` (indices): themselves, their parents and the bones they follow, on up."""
+        found, todo = set(), list(bones)
+        while todo:
+            b = todo.pop()
+            if b not in found:
+                found.add(b)
+                todo.extend(self._depends[b])
+        return found
 
     def head(self, name: str) -> np.ndarray:
         return self.rest[self.index[name], :3, 3]
@@ -309,8 +338,65 @@ def _orthonormal(m: np.ndarray) -> np.ndarray:
     return x
 
 
-def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict[str, np.ndarray]:
-    """Local rotation quaternions (T, 4), sign-continuous, for every keyed bone, by bone name."""
+def palm_normal(skeleton: Skeleton, parts: dict[str, str], side: str) -> np.ndarray | None:
+    """Which way the palm of hand `side` ("L" or "R") faces at rest, in the hand bone's own frame; None where the rig
+    map names no index and little finger to tell it by."""
+    index, little = finger_part("index", 1, side), finger_part("little", 1, side)
+    if index not in parts or little not in parts:
+        return None
+    rest = skeleton.rest[skeleton.index[parts[f"hand.{side}"]], :3, :3]
+    along = rest[:, 1]
+    towards_thumb = skeleton.head(parts[index]) - skeleton.head(parts[little])
+    # The palm is on the same side of the hand on both sides, and a mirror image turns a cross product over.
+    palm = np.cross(along, towards_thumb) if side == "L" else np.cross(towards_thumb, along)
+    return rest.T @ rot.normalise(palm - np.dot(palm, along) * along)
+
+
+def _finger_rotations(skeleton: Skeleton, parts: dict[str, str], side: str, palm_local: np.ndarray,
+                      curls: np.ndarray) -> dict[int, np.ndarray]:
+    """Local quaternions of the mapped finger bones of one hand for curls (T, 5): each bone turns about the axis
+    that carries it towards the palm, found in its rest pose."""
+    hand = skeleton.rest[skeleton.index[parts[f"hand.{side}"]], :3, :3]
+    palm = hand @ palm_local
+    out = {}
+    for f, finger in enumerate(FINGER_NAMES):
+        for joint, bend in zip((1, 2, 3), FINGER_BEND[finger]):
+            part = finger_part(finger, joint, side)
+            if part not in parts:
+                continue
+            b = skeleton.index[parts[part]]
+            rest = skeleton.rest[b, :3, :3]
+            axis = rest.T @ rot.normalise(np.cross(rest[:, 1], palm))
+            half = 0.5 * np.radians(bend) * curls[:, f].astype(np.float64)
+            out[b] = np.column_stack([np.cos(half), np.sin(half)[:, None] * axis])
+    return out
+
+
+def _hand_frames(aim: np.ndarray, down: np.ndarray, medial: np.ndarray, wrist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(where the hand points, where its palm faces), per frame, for a hand that would point along `aim`, turned and
+    flexed by `wrist` (T, 2) = (flexion, turn): the palm faces `down` at turn 0, `medial` at π/2, up at π."""
+    across_down = rot.normalise(down - np.sum(down * aim, -1, keepdims=True) * aim)
+    across_medial = rot.normalise(np.cross(aim, across_down))
+    across_medial *= np.sign(np.sum(across_medial * medial, -1, keepdims=True) + 1e-12)
+    flexion, turn = wrist[:, :1], wrist[:, 1:]
+    palm = np.cos(turn) * across_down + np.sin(turn) * across_medial
+    return np.cos(flexion) * aim + np.sin(flexion) * palm, np.cos(flexion) * palm - np.sin(flexion) * aim
+
+
+def _signed_angle(a: np.ndarray, b: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Angle (T,) turning a into b about axis, all (T, 3), measured across the axis."""
+    a = a - np.sum(a * axis, -1, keepdims=True) * axis
+    b = b - np.sum(b * axis, -1, keepdims=True) * axis
+    return np.arctan2(np.sum(np.cross(a, b) * axis, -1), np.sum(a * b, -1))
+
+
+def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers: np.ndarray | None = None,
+          wrists: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Local rotation quaternions (T, 4), sign-continuous, for every keyed bone, by bone name.
+
+    With the motion's `fingers` (T, 2, 5) and `wrists` (T, 2, 2) (see core.motion.Motion), a rig whose map names
+    finger bones gets its fingers curled and each palm turned and the wrist flexed as they say.
+    """
     n = len(joints)
     j = lambda name: joints[:, JOINT[name]]  # noqa: E731
     rest_rot = lambda part: skeleton.rest[skeleton.index[parts[part]], :3, :3]  # noqa: E731
@@ -333,6 +419,7 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict
         "neck": lambda _: rot.matrix_from_quat(rot.slerp(rot.quat_from_matrix(torso), rot.quat_from_matrix(head), NECK_SHARE)) @ rest_rot("neck"),
         "head": lambda _: head @ rest_rot("head"),
     }
+    local_rotations = {}
     for side, key in (("L", "left"), ("R", "right")):
         d1 = rot.normalise(j(f"{key}_elbow") - j(f"{key}_shoulder"))
         d2 = rot.normalise(j(f"{key}_wrist") - j(f"{key}_elbow"))
@@ -344,6 +431,24 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict
             arm_rest = torso @ rot.normalise(skeleton.head(parts[f"forearm.{side}"]) - skeleton.head(parts[f"upper_arm.{side}"]))
             lift = rot.partial(rot.swing(arm_rest, d1), CLAVICLE_SHARE)
             world_targets[f"shoulder.{side}"] = lambda r0, lift=lift: lift @ r0
+        palm_local = palm_normal(skeleton, parts, side)
+        if wrists is None or palm_local is None:
+            continue
+        hand = HAND_SIDES.index(key)
+        medial = torso @ (axes[:, 0] if side == "R" else -axes[:, 0])
+        pointing, palm = _hand_frames(aim, torso @ -axes[:, 2], medial, wrists[:, hand].astype(np.float64))
+        hand_local = rot.frame(np.array([0.0, 1.0, 0.0]), palm_local)
+        world_targets[f"hand.{side}"] = lambda _, p=pointing, q=palm, h=hand_local: rot.frame(p, q) @ h.T
+        rest_fore, rest_hand = (skeleton.rest[skeleton.index[parts[f"{b}.{side}"]], :3, :3] for b in ("forearm", "hand"))
+        palm_on_forearm = rest_fore.T @ rest_hand @ palm_local
+
+        def forearm(r0, d=d2, palm=palm, palm_on_forearm=palm_on_forearm):
+            swung = rot.swing(r0[..., 1], d) @ r0
+            turn = np.unwrap(_signed_angle(swung @ palm_on_forearm, palm, d))
+            return rot.axis_angle(d, FOREARM_TURN_SHARE * turn) @ swung
+
+        world_targets[f"forearm.{side}"] = forearm
+        local_rotations.update(_finger_rotations(skeleton, parts, side, palm_local, fingers[:, hand]))
 
     keyed = {skeleton.index[parts[p]]: p for p in world_targets if p in parts}
     result = {}
@@ -356,18 +461,23 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict
         result[skeleton.names[b]] = rot.continuous(rot.quat_from_matrix(local))
         return result[skeleton.names[b]]
 
-    _walk(skeleton, n, keyed_rotation)
+    # Only the bones aimed at world targets need the chain above them posed; fingers turn in their own frames.
+    _walk(skeleton, n, keyed_rotation, skeleton.placing(keyed))
+    result.update({skeleton.names[b]: q for b, q in local_rotations.items()})
     return result
 
 
-def _walk(skeleton: Skeleton, n: int, local_rotation) -> np.ndarray:
+def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = None) -> np.ndarray:
     """Pose the chain parents first; `local_rotation(bone, unrotated world)` gives a bone's quaternions or None.
 
-    Returns world (armature-space) matrices (T, B, 4, 4). Bones without a rotation keep their current basis.
+    Returns world (armature-space) matrices (T, B, 4, 4), of `bones` only where given (with all that place them).
+    Bones without a rotation keep their current basis.
     """
     world = np.zeros((n, len(skeleton.names), 4, 4))
     bases = np.zeros_like(world)
     for b in skeleton.order:
+        if bones is not None and b not in bones:
+            continue
         parent = skeleton.parents[b]
         offset = skeleton.rest[b] if parent < 0 else _affine_inverse(skeleton.rest[parent]) @ skeleton.rest[b]
         unrotated = np.broadcast_to(offset if parent < 0 else world[:, parent] @ offset, (n, 4, 4))

@@ -122,17 +122,17 @@ class Score:
         index = [i for i, bar in enumerate(self.bars) for _ in bar.beats]
         return np.array(q, dtype=np.float64), np.array(index, dtype=np.int64)
 
+    def _bar_position(self, q: np.ndarray) -> np.ndarray:
+        """Quarter notes → bars from the first bar line (2.5: halfway through the third bar)."""
+        starts = np.array([bar.start for bar in self.bars])
+        lengths = np.array([bar.length for bar in self.bars])
+        index = np.clip(np.searchsorted(starts, q + _EPS, side="right") - 1, 0, len(starts) - 1)
+        return index + (q - starts[index]) / lengths[index]
+
     def entrances(self, min_rest_bars: float = 2.0) -> list[tuple[float, int]]:
         """(q, part index) of each note that starts after its part was silent for at least `min_rest_bars` bars (in
         the lengths of the bars it rests through), and of each part's first note from the end of the first full bar
         on (a pickup and the bar after it are the start). Sorted by q."""
-        starts = np.array([bar.start for bar in self.bars])
-        lengths = np.array([bar.length for bar in self.bars])
-
-        def bar_position(q: np.ndarray) -> np.ndarray:
-            index = np.clip(np.searchsorted(starts, q + _EPS, side="right") - 1, 0, len(starts) - 1)
-            return index + (q - starts[index]) / lengths[index]
-
         first = self.bars[0]
         pickup = len(self.bars) > 1 and not first.whole
         start_over = self.bars[1].start + self.bars[1].length if pickup else first.start + first.length
@@ -143,10 +143,28 @@ class Score:
                 continue
             onsets = notes["onset"]
             silent_from = np.maximum.accumulate(onsets + notes["duration"])[:-1]
-            rest = bar_position(onsets[1:]) - bar_position(silent_from)
+            rest = self._bar_position(onsets[1:]) - self._bar_position(silent_from)
             found.update((float(q), part) for q in onsets[1:][rest >= min_rest_bars - _EPS])
             if onsets[0] >= start_over - _EPS:
                 found.add((float(onsets[0]), part))
+        return sorted(found)
+
+    def exits(self, min_rest_bars: float = 2.0) -> list[tuple[float, int]]:
+        """(q, part index) where a part stops for at least `min_rest_bars` bars while other parts play on: the end of
+        each phrase before such a rest, and of its last note when the piece goes on that long after it. Sorted by q."""
+        found = []
+        ends_all = self.notes["onset"] + self.notes["duration"]
+        for part in range(len(self.parts)):
+            notes = self.notes[self.notes["part"] == part]
+            if not len(notes):
+                continue
+            silent_from = np.maximum.accumulate(notes["onset"] + notes["duration"])
+            resumes = np.append(notes["onset"][1:], self.end)
+            rest = self._bar_position(resumes) - self._bar_position(silent_from)
+            for q in np.unique(silent_from[rest >= min_rest_bars - _EPS]):
+                others = (self.notes["part"] != part) & (self.notes["onset"] <= q + _EPS) & (ends_all > q + _EPS)
+                if others.any():
+                    found.append((float(q), part))
         return sorted(found)
 
 

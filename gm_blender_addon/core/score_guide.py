@@ -1,5 +1,5 @@
 """What an aligned score tells the conductor: exact beats and bars, meter changes, tempo changes, fermatas,
-dynamics and the entrances to cue, as times in the recording.
+dynamics, the entrances to cue and the phrase ends to cut off, as times in the recording.
 
 The analysis of a recording with its score is the audio analysis (loudness, silences, held notes) on the score's
 beats and bars, plus a `ScoreGuide` that generators read where they can use it (the procedural conductor cues,
@@ -35,7 +35,9 @@ HAIRPIN_STEP = 0.15  # a hairpin with no mark after it changes the level this mu
 
 @dataclass(frozen=True)
 class Cue:
-    time: float  # seconds: when the section enters
+    """A section's entrance (a cue) or the end of its phrase while others play on (a release)."""
+
+    time: float  # seconds: when the section enters, or stops
     section: str  # the seating plan's section, or TUTTI
     parts: tuple[str, ...]  # the score's parts entering
     angle: float  # degrees from straight ahead, positive to the conductor's right (as the seating plan)
@@ -52,6 +54,7 @@ class ScoreGuide:
     tempo_changes: tuple[tuple[float, float], ...]  # (seconds, marked quarter-note BPM)
     fermatas: tuple[float, ...]  # seconds of the beats held
     cues: tuple[Cue, ...]
+    releases: tuple[Cue, ...]  # phrase ends of sections that rest while others play on
     dynamics: np.ndarray  # (T,) 0 … 1 at 30 fps: the written dynamics
     # (seconds of a beat, -1 slurred … 1 staccato or accented) for the beats whose notes the score marks so.
     articulation: tuple[tuple[float, float], ...]
@@ -75,6 +78,10 @@ def guide_record(guide: ScoreGuide) -> dict:
         "cue_times": np.array([c.time for c in guide.cues], dtype=np.float64),
         "cue_angles": np.array([c.angle for c in guide.cues], dtype=np.float64),
         "cue_sections": text(c.section for c in guide.cues), "cue_parts": text("|".join(c.parts) for c in guide.cues),
+        "release_times": np.array([c.time for c in guide.releases], dtype=np.float64),
+        "release_angles": np.array([c.angle for c in guide.releases], dtype=np.float64),
+        "release_sections": text(c.section for c in guide.releases),
+        "release_parts": text("|".join(c.parts) for c in guide.releases),
         "dynamics": np.asarray(guide.dynamics, dtype=np.float32), "unseated_parts": text(guide.unseated_parts),
         "articulation_times": np.array([t for t, _ in guide.articulation], dtype=np.float64),
         "articulation": np.array([a for _, a in guide.articulation], dtype=np.float64),
@@ -85,18 +92,22 @@ def guide_from_record(record: dict, n_downbeats: int) -> ScoreGuide:
     """The guide `guide_record` kept; its bar numbers only while the bars are as many as it numbered (markers moved,
     not added or deleted)."""
     def lines(key: str) -> list[str]:
-        return str(record[key]).split("\n") if str(record[key]) else []
+        return str(record[key]).split("\n") if str(record.get(key, "")) else []
+
+    def events(kind: str) -> tuple[Cue, ...]:
+        # Records kept before releases existed have none.
+        return tuple(Cue(float(t), section, tuple(parts.split("|")), float(angle)) for t, section, parts, angle in
+                     zip(record.get(f"{kind}_times", ()), lines(f"{kind}_sections"), lines(f"{kind}_parts"),
+                         record.get(f"{kind}_angles", ())))
 
     numbers, marks, meters = lines("bar_numbers"), lines("rehearsal_marks"), lines("meters")
     if len(numbers) != n_downbeats:
         numbers, marks, meters = [], [], []
-    cues = tuple(Cue(float(t), section, tuple(parts.split("|")), float(angle)) for t, section, parts, angle in
-                 zip(record["cue_times"], lines("cue_sections"), lines("cue_parts"), record["cue_angles"]))
     return ScoreGuide(
         source=str(record["source"]), bar_numbers=tuple(numbers), rehearsal_marks=tuple(m or None for m in marks),
         meters=tuple(meters),
         tempo_changes=tuple(zip(map(float, record["tempo_times"]), map(float, record["tempo_bpm"]))),
-        fermatas=tuple(map(float, record["fermatas"])), cues=cues,
+        fermatas=tuple(map(float, record["fermatas"])), cues=events("cue"), releases=events("release"),
         dynamics=np.asarray(record["dynamics"], dtype=np.float32),
         articulation=tuple(zip(map(float, record["articulation_times"]), map(float, record["articulation"]))),
         confidence=float(record["confidence"]),
@@ -127,7 +138,11 @@ def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -
     compound = sum(_is_compound(bar.meter) for bar in bars) > len(bars) / 2
     analysis = assemble_analysis(audio, compute_spectral(audio), beat_s, beat_s[is_downbeat], per_bar,
                                  3 if compound else 2, SCORE_TRACKER)
-    cues, unseated = _cues(alignment, plan, float(np.median(np.diff(beat_s))) if len(beat_s) > 1 else 0.5)
+    typical_beat = float(np.median(np.diff(beat_s))) if len(beat_s) > 1 else 0.5
+    sections = [plan.section_for(part.name, part.instrument) for part in score.parts]
+    unseated = tuple(part.name for part, section in zip(score.parts, sections) if section is None)
+    cues = _section_events(alignment, sections, score.entrances(CUE_AFTER_BARS), typical_beat)
+    releases = _section_events(alignment, sections, score.exits(CUE_AFTER_BARS), typical_beat)
     guide = ScoreGuide(
         source=score.source,
         bar_numbers=tuple(bars[b].number for b in downbeat_bars),
@@ -136,6 +151,7 @@ def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -
         tempo_changes=_tempo_changes(alignment),
         fermatas=_fermatas(alignment, beat_q, beat_s),
         cues=cues,
+        releases=releases,
         dynamics=_dynamics(alignment, analysis.n_frames),
         articulation=_articulation(score, beat_q, beat_s),
         confidence=alignment.confidence,
@@ -178,27 +194,29 @@ def _articulation(score, beat_q: np.ndarray, beat_s: np.ndarray) -> tuple[tuple[
     return tuple(out)
 
 
-def _cues(alignment: ScoreAlignment, plan: SeatingPlan, beat_s: float) -> tuple[tuple[Cue, ...], tuple[str, ...]]:
+def _section_events(alignment: ScoreAlignment, sections: list, events: list[tuple[float, int]],
+                    beat_s: float) -> tuple[Cue, ...]:
+    """Entrances or exits ((q, part) from the score) of seated parts, at recording times, grouped by section: those
+    within CUE_SPACING_BEATS of the previous one are left to it, and more than TUTTI_SECTIONS at once go to the
+    whole orchestra."""
     score = alignment.score
-    sections = [plan.section_for(part.name, part.instrument) for part in score.parts]
-    unseated = tuple(part.name for part, section in zip(score.parts, sections) if section is None)
     groups: dict[float, list[int]] = {}
-    for q, part in score.entrances(CUE_AFTER_BARS):
+    for q, part in events:
         if sections[part] is not None:
             groups.setdefault(round(float(alignment.seconds_at(q)), 3), []).append(part)
-    cues: list[Cue] = []
+    out: list[Cue] = []
     for time, parts in sorted(groups.items()):
-        if cues and time - cues[-1].time < CUE_SPACING_BEATS * beat_s:
+        if out and time - out[-1].time < CUE_SPACING_BEATS * beat_s:
             continue
-        entering = {sections[p].name: sections[p] for p in parts}
+        moving = {sections[p].name: sections[p] for p in parts}
         names = tuple(score.parts[p].name for p in parts)
-        if len(entering) > TUTTI_SECTIONS:
-            cues.append(Cue(time, TUTTI, names, 0.0))
+        if len(moving) > TUTTI_SECTIONS:
+            out.append(Cue(time, TUTTI, names, 0.0))
         else:
             section = sections[parts[0]]
-            cues.append(Cue(time, section.name, tuple(n for p, n in zip(parts, names)
-                                                       if sections[p].name == section.name), section.angle))
-    return tuple(cues), unseated
+            out.append(Cue(time, section.name, tuple(n for p, n in zip(parts, names)
+                                                      if sections[p].name == section.name), section.angle))
+    return tuple(out)
 
 
 def _dynamics(alignment: ScoreAlignment, n_frames: int) -> np.ndarray:
@@ -230,8 +248,8 @@ def _level_at(points: list[tuple[float, float]], q: float) -> float:
 
 
 def score_record(analysis: MusicAnalysis) -> dict:
-    """What `analyze --score --json` adds: bars as the score numbers them, meter and tempo changes, fermatas and
-    cues, all in seconds of the recording."""
+    """What `analyze --score --json` adds: bars as the score numbers them, meter and tempo changes, fermatas, cues
+    and releases, all in seconds of the recording."""
     guide = analysis.score
     bars = [{"number": number, "time": round(float(t), 4), "meter": meter,
              **({"rehearsal": mark} if mark else {})}
@@ -246,5 +264,7 @@ def score_record(analysis: MusicAnalysis) -> dict:
         "tempo_changes": [{"time": round(t, 4), "bpm": round(bpm, 2)} for t, bpm in guide.tempo_changes],
         "fermatas": [round(t, 4) for t in guide.fermatas],
         "cues": [{"time": round(c.time, 4), "section": c.section, "parts": list(c.parts)} for c in guide.cues],
+        "releases": [{"time": round(c.time, 4), "section": c.section, "parts": list(c.parts)}
+                     for c in guide.releases],
         "unseated_parts": list(guide.unseated_parts),
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.analysis import MusicAnalysis
+from ..core.hands import conducted_loudness, loudness_trend, ramp, section_event_weights
 from ..core.motion import FPS, JOINT, N_JOINTS, Motion, gaussian_smooth
 from .registry import GeneratorSpec, Request
 
@@ -41,7 +42,13 @@ PATTERNS = {
 # moderate after it, small on the inner beats.
 REBOUND_LAST, REBOUND_FIRST, REBOUND_INNER = 1.5, 0.9, 0.55
 RIGHT_REST = np.array([0.37, 0.75, 0.03])
-WRITTEN_DYNAMICS_LEAD_S = 0.3
+# Beats slower than this (seconds; under 50 per minute) are subdivided into the meter's two or three parts: each tap
+# moves this far (a fraction of the way to the next beat) and sits this much higher than the beat it follows, with a
+# small rebound of its own (all in units of the pattern size).
+SUBDIVIDE_ABOVE_S = 1.2
+SUBDIVISION_TRAVEL = 0.25
+SUBDIVISION_LIFT = 0.25
+SUBDIVISION_REBOUND = 0.35
 CUE_PEAK_BEATS = 0.35  # a cue's gesture peaks this many beats before the entrance
 CUE_REACH = 0.24  # how far from the shoulder the cueing hand reaches
 MAX_HEAD_TURN = np.radians(50.0)
@@ -84,51 +91,18 @@ def _smoothstep(x):
     return x * x * (3 - 2 * x)
 
 
-def _ramp(x, lo, hi):
-    return _smoothstep((np.asarray(x, dtype=np.float64) - lo) / (hi - lo))
-
-
-def _loudness(analysis: MusicAnalysis) -> np.ndarray:
-    """Loudness as heard, or with a score, half heard and half written: the written dynamics read a little ahead,
-    as a conductor shows a dynamic before the orchestra plays it."""
-    heard = analysis.loudness.astype(np.float64)
-    if analysis.score is None:
-        return heard
-    t = np.arange(analysis.n_frames) / FPS
-    written = np.interp(t + WRITTEN_DYNAMICS_LEAD_S, t, analysis.score.dynamics)
-    return 0.5 * heard + 0.5 * np.where(analysis.silent, 0.0, written)
-
-
 def _shown_dynamics(analysis: MusicAnalysis) -> np.ndarray:
     """Loudness as the conductor shows it: half absolute, half relative to this piece's own soft and loud.
 
     A piece that stays forte still gets smaller gestures in its softer bars, as a conductor would shape it.
     """
-    loud = gaussian_smooth(_loudness(analysis), 0.5 * FPS)
+    loud = gaussian_smooth(conducted_loudness(analysis), 0.5 * FPS)
     sounding = loud[~analysis.silent]
     if len(sounding) < FPS:
         return loud
     soft, strong = np.percentile(sounding, [5, 95])
     relative = np.clip((loud - soft) / max(strong - soft, 0.05), 0.0, 1.0)
     return 0.5 * loud + 0.5 * relative
-
-
-def _cue_weights(analysis: MusicAnalysis, t: np.ndarray, lead_beats: float, before_beats: float,
-                 after_beats: float) -> list[tuple[np.ndarray, float]]:
-    """(weight 0 … 1 over the frames, the section's angle in radians) of each of the score's cues: rising from
-    `before_beats` before the entrance to its peak `lead_beats` before it, gone `after_beats` after it."""
-    if analysis.score is None:
-        return []
-    beats = analysis.beats
-    out = []
-    for cue in analysis.score.cues:
-        i = int(np.clip(np.searchsorted(beats, cue.time), 1, max(1, len(beats) - 1)))
-        beat = float(beats[i] - beats[i - 1]) if len(beats) > 1 else 0.5
-        peak = cue.time - lead_beats * beat
-        rise = _ramp(t, cue.time - before_beats * beat, peak)
-        fall = 1.0 - _ramp(t, peak, cue.time + after_beats * beat)
-        out.append((np.minimum(rise, fall), np.radians(cue.angle)))
-    return out
 
 
 def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
@@ -278,10 +252,21 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
             h = heights[i] * size_at(t0) * rng.uniform(0.85, 1.15)
             if np.any(np.abs(changes - t1) < 0.5 * (t1 - t0)):
                 h = max(h, REBOUND_LAST * size_at(t1))
+            start = points[i]
             if t0 in fermatas and t1 - t0 > 1.5 * ibi:
-                track.hold(t0, t1 - ibi, points[i])
+                track.hold(t0, t1 - ibi, start)
                 t0, h = t1 - ibi, REBOUND_LAST * size_at(t1)
-            track.beat(t0, t1, points[i], points[i + 1], h, skew_into(t1))
+            elif i > 0 and t1 - t0 > SUBDIVIDE_ABOVE_S:
+                # A slow beat is subdivided: small taps on the way, each a little further along, keep the players
+                # together; the beat itself still falls deepest.
+                parts, beat_start, size = analysis.subdivision, t0, size_at(t0)
+                for k in range(1, parts):
+                    tap = points[i] + SUBDIVISION_TRAVEL * k * (points[i + 1] - points[i])
+                    tap[1] -= SUBDIVISION_LIFT * size
+                    tk = beat_start + (t1 - beat_start) * k / parts
+                    track.beat(t0, tk, start, tap, SUBDIVISION_REBOUND * size, skew_into(t1))
+                    t0, start = tk, tap
+            track.beat(t0, t1, start, points[i + 1], h, skew_into(t1))
 
         # Cut-off: one last small click where the sound of this section stops.
         last = beats[-1]
@@ -306,10 +291,8 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
 def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff: np.ndarray, n_frames: int):
     """Mirrors in loud passages, lifts through crescendos, presses down in diminuendos, rests when quiet."""
     t = np.arange(n_frames) / FPS
-    loud = gaussian_smooth(_loudness(analysis), 0.6 * FPS)
-    ahead = np.interp(t + 1.0, t, loud)
-    behind = np.interp(t - 0.5, t, loud)
-    change = np.clip((ahead - behind) / 0.25, -1.0, 1.0)
+    loud = gaussian_smooth(conducted_loudness(analysis), 0.6 * FPS)
+    change = loudness_trend(analysis)
 
     mirror = right.copy()
     mirror[:, 0] = 1.0 - mirror[:, 0]
@@ -317,9 +300,9 @@ def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff:
     express[:, 1] -= 0.11 * np.maximum(change, 0)
     express[:, 1] += 0.07 * np.maximum(-change, 0)
     sustain = np.array([0.62, 0.55, 0.18])
-    idle = LEFT_REST + (np.array([0.60, 0.66, 0.08]) - LEFT_REST) * _ramp(loud, 0.2, 0.5)[:, None]
+    idle = LEFT_REST + (np.array([0.60, 0.66, 0.08]) - LEFT_REST) * ramp(loud, 0.2, 0.5)[:, None]
 
-    w_mirror = np.maximum(_ramp(loud, style.mirror_threshold, style.mirror_threshold + 0.2), cutoff)
+    w_mirror = np.maximum(ramp(loud, style.mirror_threshold, style.mirror_threshold + 0.2), cutoff)
     w_express = (1 - w_mirror) * np.clip(np.abs(change) * 2.0, 0, 1)
     w_sustain = (1 - w_mirror - w_express) * gaussian_smooth(analysis.held.astype(np.float64), 0.4 * FPS)
     w_idle = 1 - w_mirror - w_express - w_sustain
@@ -327,14 +310,18 @@ def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff:
     total = sum(weights)
     left = (weights[0][:, None] * mirror + weights[1][:, None] * express + weights[2][:, None] * sustain
             + weights[3][:, None] * idle) / total[:, None]
-    # A cue: the open hand rises and reaches towards the entering section, peaking just before the entrance. Sections
-    # to the conductor's right are cued across only as far as the middle; the head turns the rest of the way.
-    for weight, angle in _cue_weights(analysis, t, CUE_PEAK_BEATS, 1.2, 0.6):
+    # A cue: the open hand rises and reaches towards the entering section, peaking just before the entrance; a
+    # release reaches there as the section's phrase ends (core.hands closes the hand). Sections to the conductor's
+    # right are reached across only as far as the middle; the head turns the rest of the way.
+    guide = analysis.score
+    reaches = [] if guide is None else (section_event_weights(analysis, guide.cues, CUE_PEAK_BEATS, 1.2, 0.6)
+                                        + section_event_weights(analysis, guide.releases, 0.0, 1.0, 0.5))
+    for weight, angle in reaches:
         reach = np.array([max(-np.sin(angle), (0.52 - SHOULDER_L[0]) / CUE_REACH), -0.1, np.cos(angle)])
         target = SHOULDER_L + CUE_REACH * reach
         left = left * (1 - weight[:, None]) + target * weight[:, None]
     # After the final cut-off both hands come down together.
-    after_end = _ramp(t, analysis.sound_end + 0.6, analysis.sound_end + 2.1)[:, None]
+    after_end = ramp(t, analysis.sound_end + 0.6, analysis.sound_end + 2.1)[:, None]
     return left * (1 - after_end) + LEFT_REST * after_end
 
 
@@ -382,9 +369,12 @@ def conduct(analysis: MusicAnalysis, seed: int) -> np.ndarray:
 
     pitch = style.nod * (0.5 + loud) * _pulses(analysis.downbeats, t, 0.06, 0.09)
     yaw = sum(a * np.sin(2 * np.pi * t / (8.0 + 5.0 * i) + p) for i, (a, p) in enumerate(style.gaze))
-    # The head turns to a section before its cue and stays with it through the entrance (positive yaw looks to the
+    # The head turns to a section before its cue or release and stays with it through it (positive yaw looks to the
     # conductor's left, a section's positive angle is to the right).
-    for weight, angle in _cue_weights(analysis, t, CUE_PEAK_BEATS, 2.0, 1.5):
+    guide = analysis.score
+    looks = [] if guide is None else (section_event_weights(analysis, guide.cues, CUE_PEAK_BEATS, 2.0, 1.5)
+                                      + section_event_weights(analysis, guide.releases, 0.0, 1.5, 0.8))
+    for weight, angle in looks:
         yaw = yaw * (1 - weight) - np.clip(angle, -MAX_HEAD_TURN, MAX_HEAD_TURN) * weight
     head = HEAD_CENTRE + shift[:, :2] * 1.3
 

@@ -119,7 +119,7 @@ def test_zip_installs_offline_and_conducts_the_demo(linux_zip, tmp_path):
     assert result["install"] == ["FINISHED"] and result["enabled"]
     assert result["smoothing_from_preferences"] == pytest.approx(0.35)
     assert result["generate"] == ["FINISHED"]
-    assert result["rig_map"] == "bundled" and result["keyed_bones"] == 12
+    assert result["rig_map"] == "bundled" and result["keyed_bones"] == 42  # the body and 30 finger bones
     assert "bars of" in result["last_result"]
     # The add-on and its libraries came from the installed extension, not from this checkout or its venv.
     assert Path(result["installed"]).is_relative_to(profile)

@@ -195,6 +195,20 @@ def test_a_score_without_a_recording_is_rendered_conducted_and_cued(empty_scene,
     assert props.last_result.endswith("1 cue from the score")
 
 
+def test_section_markers_name_the_cues_and_cut_offs_and_replace_earlier_ones(empty_scene):
+    from gm_blender_addon.blender.scene import write_section_markers
+    from gm_blender_addon.core.score_guide import Cue
+
+    empty_scene.timeline_markers.new("My note", frame=3)
+    write_section_markers(empty_scene, [Cue(1.0, "Horns", ("Horn in F",), -30.0)],
+                          [Cue(2.0, "Cellos", ("Cello",), 40.0)])
+    write_section_markers(empty_scene, [Cue(1.5, "Horns", ("Horn in F",), -30.0)],
+                          [Cue(2.5, "Cellos", ("Cello",), 40.0)])
+    fps = empty_scene.render.fps / empty_scene.render.fps_base
+    assert sorted((m.name, m.frame) for m in empty_scene.timeline_markers) == sorted(
+        [("My note", 3), ("Cue: Horns", 1 + round(1.5 * fps)), ("Cut-off: Cellos", 1 + round(2.5 * fps))])
+
+
 def test_a_score_that_cannot_be_read_is_refused_and_nothing_changes(empty_scene, music_file, tmp_path):
     bad = tmp_path / "broken.musicxml"
     bad.write_text("<score-partwise><part-list>")

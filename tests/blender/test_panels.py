@@ -93,7 +93,13 @@ def test_rig_map_panel_in_each_state(empty_scene):
     entries["hips"].bone = "no such bone"  # an optional part: no warning
     drawn = _draw(GM_PT_rig_map, bpy.context)
     assert ("label", "hips") in drawn and ("label", "hand.R") in drawn  # each part named on its own label
+    # The finger bones fold away under one line until it is opened.
+    assert sum(kind == "prop_search" for kind, _ in drawn) == len(entries) - 30
+    assert ("prop", "show_fingers") in drawn
+    armature.gm_rig_map.show_fingers = True
+    drawn = _draw(GM_PT_rig_map, bpy.context)
     assert sum(kind == "prop_search" for kind, _ in drawn) == len(entries)
+    assert ("label", "f_pinky.03.L") in drawn
     assert not any(kind == "label" and text.startswith("Missing:") for kind, text in drawn)
     entries["chest"].bone = "no such bone"
     assert ("label", "Missing: no such bone") in _draw(GM_PT_rig_map, bpy.context)

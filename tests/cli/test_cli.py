@@ -191,7 +191,7 @@ def test_a_score_alone_is_rendered_and_conducted_with_its_bars_and_cues(midi_sco
     out = tmp_path / "score.blend"
     result = run("--score", midi_score, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "8 bars of 4/4 at 120 BPM" in result.stdout and "1 cue)" in result.stdout
+    assert "8 bars of 4/4 at 120 BPM" in result.stdout and "1 cue, 0 section cut-offs)" in result.stdout
     assert out.with_suffix(".wav").is_file()
     check = ("import bpy; names = {m.name for m in bpy.context.scene.timeline_markers}; "
              "assert {'Bar 1', 'Bar 5', 'Cue: Horns', '8.4'} <= names, sorted(names)")

@@ -93,3 +93,15 @@ def test_a_still_bone_needs_two_keys_and_many_bones_reduce_as_one_each():
 def test_an_unknown_rotation_mode_is_refused():
     with pytest.raises(ValueError, match="rotation mode"):
         keys.channels(_turning(10), "XZZ")
+
+
+def test_linear_keys_skip_frames_on_the_line_between_their_neighbours():
+    t = np.linspace(0.0, 1.0, 50)[:, None]
+    still = np.tile([1.0, 0.0, 0.0, 0.0], (50, 1))
+    assert keys.turning_frames(still).tolist() == [0, 49]
+    assert keys.turning_frames(0.2 * t).tolist() == [0, 49]
+    bent = np.minimum(t, 0.5)  # a glide that stops halfway
+    assert keys.turning_frames(bent).tolist() == [0, 24, 25, 49]
+    curve = np.sin(3 * t)
+    assert keys.turning_frames(curve).tolist() == list(range(50))
+    assert keys.turning_frames(curve[:2]).tolist() == [0, 1]

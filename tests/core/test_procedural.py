@@ -82,3 +82,15 @@ def test_a_bar_of_another_length_keeps_every_downbeat_the_lowest_beat():
     frames = np.round(analysis.beats * FPS).astype(int)
     lowest = [np.argmax(y[frames[a:b]]) == 0 for a, b in zip(bar_lines[:-1], bar_lines[1:])]
     assert np.mean(lowest) >= 0.9 and all(lowest[3:6])
+
+
+@pytest.mark.parametrize("bpm,taps", [(40, 1), (120, 0)])
+def test_slow_beats_are_subdivided_with_smaller_taps(bpm, taps):
+    analysis = steady_analysis(seconds=20.0, bpm=bpm)
+    y = conduct(analysis, seed=0)[:, JOINT["right_wrist"], 1]
+    lowest = [k for k in range(1, len(y) - 1) if y[k] > y[k - 1] and y[k] >= y[k + 1]]
+    for before, after in zip(analysis.beats[1:-2], analysis.beats[2:-1]):
+        between = [k for k in lowest if before + 0.15 < k / FPS < after - 0.15]
+        assert len(between) == taps
+        beat_depth = min(y[int(round(before * FPS))], y[int(round(after * FPS))])
+        assert all(y[k] < beat_depth for k in between)  # image y grows downwards: the beats fall deepest

@@ -335,7 +335,7 @@ def test_dynamics_hairpins_fermatas_articulation_slurs_rehearsal_and_tempo(tmp_p
     assert notes["slurred"].tolist() == [False, False, True, True, False, False]
 
 
-def test_entrances_after_rests_and_first_notes_after_the_first_bar(tmp_path):
+def test_entrances_after_rests_and_first_notes_after_the_first_bar_and_exits_before_rests(tmp_path):
     whole, rest = _note("C4", 8), _note("rest", 8)
     first = _measure(1, _attributes() + _note("rest", 2) + _note("E4", 6))
     path = _write(tmp_path,
@@ -346,6 +346,8 @@ def test_entrances_after_rests_and_first_notes_after_the_first_bar(tmp_path):
     score = load_score(path)
     assert score.entrances() == [(8.0, 2), (16.0, 1)]
     assert score.entrances(min_rest_bars=4.0) == [(8.0, 2)]
+    # The second part stops after bar 1 while the first plays on; nobody stops at the end.
+    assert score.exits() == [(4.0, 1)] and score.exits(min_rest_bars=4.0) == []
     assert [part.name for part in score.parts] == ["Part name 1", "Part name 2", "Part name 3"]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from gm_blender_addon.core.analysis import GivenBeats, analysis_from_record, analysis_record
 from gm_blender_addon.core.audio import SAMPLE_RATE, Audio
+from gm_blender_addon.core.hands import hand_poses
 from gm_blender_addon.core.motion import FPS, JOINT
 from gm_blender_addon.core.score import ScoreBar
 from gm_blender_addon.core.score_guide import score_analysis, score_record
@@ -19,9 +20,10 @@ from helpers import chorale_score
 
 @pytest.fixture(scope="module")
 def guided():
-    """A score whose horns rest through bars 1-6 and enter on bar 7, with a 3/4 bar, a fermata, a crescendo,
-    rendered and analysed on its own exact beats."""
-    score = chorale_score(bars=12, parts=("Violin I", "Horn in F", "Cello"), resting={"Horn in F": (1, 6)},
+    """A score whose horns rest through bars 1-6 and enter on bar 7 and whose cellos stop after bar 9, with a 3/4 bar,
+    a fermata, a crescendo, rendered and analysed on its own exact beats."""
+    score = chorale_score(bars=12, parts=("Violin I", "Horn in F", "Cello"),
+                          resting={"Horn in F": (1, 6), "Cello": (10, 12)},
                           fermatas=(44.0,), dynamics=((0.0, "p"), (32.0, "f")), hairpins=((16.0, 32.0, "crescendo"),))
     bars = list(score.bars)
     bars[3] = ScoreBar("4", 12.0, 3.0, "3/4", (0.0, 1.0, 2.0), rehearsal="A")
@@ -55,6 +57,26 @@ def test_the_horns_entrance_is_cued_towards_their_section(guided):
     assert cue.section == "Horns" and cue.parts == ("Horn in F",)
     assert cue.time == pytest.approx(float(alignment.seconds_at(23.0)), abs=1e-3)
     assert cue.angle == default_plan().section_for("horn").angle
+
+
+def test_the_cellos_phrase_end_is_released_with_a_closing_left_hand(guided):
+    analysis, alignment = guided
+    (release,) = analysis.score.releases  # the others play on; the final cut-off is the whole orchestra's
+    assert release.section == default_plan().section_for("cello").name and release.parts == ("Cello",)
+    assert release.time == pytest.approx(float(alignment.seconds_at(35.0)), abs=1e-3)
+    assert score_record(analysis)["releases"] == [{"time": round(release.time, 4), "section": release.section,
+                                                   "parts": ["Cello"]}]
+    keypoints = conduct(analysis, seed=0)
+    fingers, _ = hand_poses(keypoints, analysis)
+    t = np.arange(len(keypoints)) / FPS
+    beat = float(np.median(np.diff(analysis.beats)))
+    at = int(round(release.time * FPS))
+    assert fingers[at, 0].mean() > fingers[(t > release.time - 4 * beat) & (t < release.time - 2 * beat), 0].mean(
+        axis=1).max() + 0.2
+    # The cellos sit to the conductor's right, the camera's left: the nose turns that way as they stop.
+    ears = 0.5 * (keypoints[:, JOINT["left_ear"], 0] + keypoints[:, JOINT["right_ear"], 0])
+    nose = keypoints[:, JOINT["nose"], 0] - ears
+    assert nose[at] < nose[at - int(3 * beat * FPS)] - 0.01
 
 
 def test_written_dynamics_rise_through_the_crescendo(guided):
@@ -95,6 +117,10 @@ def test_the_score_outlives_conducting_again_to_the_markers(guided):
     record = analysis_record(analysis)
     again = analysis_from_record(record, GivenBeats(tuple(analysis.beats), tuple(analysis.downbeats)))
     assert again.score.cues == analysis.score.cues and again.score.bar_numbers == analysis.score.bar_numbers
+    assert again.score.releases == analysis.score.releases
+    # A record kept before releases existed still conducts, with none.
+    older = {**record, "score": {k: v for k, v in record["score"].items() if not k.startswith("release_")}}
+    assert analysis_from_record(older, GivenBeats(tuple(analysis.beats), tuple(analysis.downbeats))).score.releases == ()
     fewer = analysis_from_record(record, GivenBeats(tuple(analysis.beats), tuple(np.delete(analysis.downbeats, 5))))
     assert fewer.score.bar_numbers == () and fewer.score.fermatas == analysis.score.fermatas
 
