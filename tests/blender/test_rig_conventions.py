@@ -173,6 +173,7 @@ def check_rigify(scene, music):
     metarig = _metarig(scene)
     _generate(scene, music, metarig)
     assert metarig.gm_rig_map.name == "rigify_metarig"
+    assert {"thumb.01.L", "f_index.03.R", "f_pinky.02.L"} <= _keyed_bones(metarig)  # the metarig's fingers
     arms = {s: (f"upper_arm.{s}", f"hand.{s}") for s in "LR"}
     _check_performance(scene, metarig, music, arms, "spine.003", "spine.006")
 
@@ -184,6 +185,7 @@ def check_rigify(scene, music):
     keyed = _keyed_bones(rig)
     assert not any(bone.startswith(("DEF-", "ORG-", "MCH-")) for bone in keyed)
     assert {"upper_arm_fk.L", "forearm_fk.R", "hand_fk.L", "chest"} <= keyed
+    assert {"thumb.01.L", "f_index.03.R", "f_pinky.02.L"} <= keyed  # the generated rig's finger controls
     scene.frame_set(1)
     assert rig.pose.bones["upper_arm_parent.L"]["IK_FK"] == 1.0 and rig.pose.bones["upper_arm_parent.R"]["IK_FK"] == 1.0
     # What deforms the mesh (the ORG chain that DEF follows) reaches the targets, through Rigify's own constraints.
