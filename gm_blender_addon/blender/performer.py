@@ -19,7 +19,7 @@ from ..core.motion import FPS, Motion
 from ..core.motiongram import video_motiongram
 from ..pipeline import solve_for_rig
 from . import compat, keyframes, rigs
-from .scene import AUDIO_STRIP, FIRST_FRAME, GENERATED, configure_timeline, play_from_track
+from .scene import AUDIO_STRIP, FIRST_FRAME, GENERATED, configure_timeline, play_from_track, store_motion
 
 PERFORMER = "Performer"
 INCOMING = "GM_Incoming_Performer"  # the new performer's name until it has been solved and keyed
@@ -237,6 +237,7 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
     else:
         play_from_track(armature, action, slot)
     action.name = ACTION
+    store_motion(armature, motion)
 
     music = _strip(scene, AUDIO_STRIP)
     sound = _audio_file(motion) if audio == "VIDEO" and compat.has_audio() else None

@@ -21,7 +21,7 @@ from ..core.analysis import (RECORD_VERSION, GivenBeats, MusicAnalysis, analysis
                              typical_bar_length)
 from ..core.beat_markers import (CUE_PREFIX, RELEASE_PREFIX, beats_from_markers, is_beat_marker, marked_beats,
                                  marker_name, with_taps)
-from ..core.motion import FPS
+from ..core.motion import FPS, N_JOINTS, Motion
 from ..core.retarget import RigMap, RigMapError
 from ..pipeline import Performance, solve_for_rig
 from . import compat, keyframes, rigs
@@ -31,6 +31,8 @@ GENERATED = "gm_generated"
 FIRST_FRAME = 1
 # The scene's custom property where Generate keeps the analysis (a record: see core.analysis.analysis_record).
 ANALYSIS = "gm_analysis"
+# The armature's custom property where the keypoints it was keyed from are kept (see store_motion).
+MOTION = "gm_motion"
 # With sparse keys the generated action plays from this NLA track, under the animator's own keys.
 NLA_TRACK = "GM Conductor"
 
@@ -140,6 +142,22 @@ def write_taps(scene, taps: np.ndarray) -> int:
     return len(taps)
 
 
+def store_motion(armature, motion: Motion) -> None:
+    """Keep the keypoints the armature was keyed from with it, so that the gesture vocabulary can take clips of them
+    and explain them (about 100 bytes a frame, saved with the .blend)."""
+    armature[MOTION] = {"keypoints": np.ascontiguousarray(motion.keypoints, dtype=np.float32).ravel(),
+                        "fps": float(motion.fps)}
+
+
+def stored_motion(armature) -> Motion | None:
+    """The keypoints `armature` was last keyed from by Generate, Conduct to Markers or Add Performer, or None."""
+    group = armature.get(MOTION) if armature is not None else None
+    if group is None:
+        return None
+    keypoints = np.asarray(group["keypoints"], dtype=np.float32)
+    return Motion(keypoints.reshape(-1, N_JOINTS, 2), fps=float(group["fps"]))
+
+
 def store_analysis(scene, analysis: MusicAnalysis, audio_path: Path) -> None:
     record = analysis_record(analysis)
     record["audio"] = str(audio_path)
@@ -179,6 +197,7 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
                 f"'{rig_map.name}' rig map switches: choose the rig map that matches this armature."
             )
     rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing)
+    store_motion(armature, performance.motion)
     name = f"GM {armature.name}"
     action, slot = keyframes.build_rotation_action(armature, name, rotations, FIRST_FRAME, key_tolerance)
     action[GENERATED] = True

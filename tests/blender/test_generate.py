@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gm_blender_addon.blender import compat, rigs
-from gm_blender_addon.blender.scene import AUDIO_STRIP
+from gm_blender_addon.blender.scene import AUDIO_STRIP, stored_motion
 from gm_blender_addon.core.motion import JOINT
 from gm_blender_addon.pipeline import perform, solve_for_rig
 from helpers import blender_has_audio
@@ -54,6 +54,8 @@ def test_generate_sets_up_the_scene_around_the_music(empty_scene, music_file):
     assert following == ["1.2", "1.3", "Bar 2"]
     armature = scene.gm_conductor.armature
     assert armature.type == "ARMATURE" and scene.camera is not None
+    # The keypoints it was keyed from stay with it (for the gesture vocabulary).
+    np.testing.assert_array_equal(stored_motion(armature).keypoints, perform(music_file).motion.keypoints)
     animation = armature.animation_data
     assert animation.action.name == "GM Conductor"
     if compat.LAYERED_ACTIONS:

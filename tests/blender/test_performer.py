@@ -10,7 +10,7 @@ import pytest
 from gm_blender_addon.blender import compat, performer, rigs
 from gm_blender_addon.blender import scene as scene_layer
 from gm_blender_addon.blender.capture_operators import COMPARE_FOLDER, CaptureWorker, capture_outputs
-from gm_blender_addon.blender.scene import AUDIO_STRIP
+from gm_blender_addon.blender.scene import AUDIO_STRIP, stored_motion
 from gm_blender_addon.core.lift import lift
 from gm_blender_addon.core.motion import JOINT, Motion
 from gm_blender_addon.core.retarget import RigMapError, proportions
@@ -73,6 +73,7 @@ def test_the_performer_stands_beside_the_conductor_with_the_videos_audio(conduct
     assert rig.location.x == pytest.approx(conductor.location.x + performer.GAP)
     assert scene.camera.name == performer.SIDE_CAMERA
     assert rig.animation_data.action.name == "GM Performer" and conductor.animation_data is None
+    np.testing.assert_array_equal(stored_motion(rig).keypoints, captured.keypoints)
     strips = {s.name: s for s in compat.strips(scene)}
     assert strips[AUDIO_STRIP].mute and not strips[performer.PERFORMER_AUDIO].mute
     assert scene.frame_end >= 6.0 * 30
