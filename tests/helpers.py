@@ -1,7 +1,9 @@
-"""Shared test fixtures that need no Blender: synthetic skeletons and a synthetic musical analysis."""
+"""Shared test fixtures that need no Blender: synthetic skeletons, a synthetic musical analysis, synthetic gestures
+and a stand-in sentence model."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +208,43 @@ def write_musicxml(path, bars: int = 8, resting: dict[str, int] | None = None, s
     Path(path).write_text('<?xml version="1.0"?><score-partwise version="4.0">'
                           f'<part-list>{listing}</part-list>{"".join(body)}</score-partwise>')
     return Path(path)
+
+
+def stand_in_embed(sentences):
+    """A stand-in sentence model: a fixed random unit vector per sentence."""
+    out = []
+    for text in sentences:
+        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
+        vector = rng.normal(size=384)
+        out.append(vector / np.linalg.norm(vector))
+    return np.array(out, dtype=np.float32)
+
+
+REST_POSE = np.array([[0.5, 0.40], [0.52, 0.39], [0.48, 0.39], [0.54, 0.40], [0.46, 0.40], [0.6, 0.49],
+                      [0.4, 0.49], [0.64, 0.62], [0.36, 0.62], [0.63, 0.75], [0.37, 0.75], [0.55, 0.75], [0.45, 0.75]])
+PLANTED = {
+    "raise": ("the left hand rises above the shoulder", "louder please"),
+    "beat": ("the right hand beats quickly up and down", "keep time"),
+    "still": ("both hands stay still at the sides", "silence"),
+}
+
+
+def planted_motion(kinds: list[str], seconds: float = 3.0, seed: int = 0):
+    """A motion doing each of `kinds` (keys of PLANTED) in turn for `seconds`, with a little noise and a random
+    tempo and height."""
+    from gm_blender_addon.core.motion import JOINT, Motion
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    n = int(seconds * FPS)
+    t = np.arange(n) / FPS
+    for kind in kinds:
+        kp = np.tile(REST_POSE, (n, 1, 1)) + rng.normal(0, 0.002, (n, 13, 2))
+        if kind == "raise":
+            height = rng.uniform(0.25, 0.35)
+            kp[:, JOINT["left_wrist"], 1] -= height * np.sin(np.pi * t / seconds)
+            kp[:, JOINT["left_elbow"], 1] -= 0.5 * height * np.sin(np.pi * t / seconds)
+        elif kind == "beat":
+            kp[:, JOINT["right_wrist"], 1] -= 0.08 * np.abs(np.sin(np.pi * rng.uniform(1.5, 2.5) * t))
+        parts.append(kp)
+    return Motion(np.concatenate(parts).astype(np.float32))

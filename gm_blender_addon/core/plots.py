@@ -135,3 +135,32 @@ def motiongrams(grams: list[tuple[str, np.ndarray, float]], path: Path) -> Path:
     axes[-1].set_xlabel("time (s)")
     axes[0].set_title("Motiongrams (frame differences averaged over the width; top of picture at the top)")
     return _save(figure, path)
+
+
+def gesture_map(points: dict, path: Path) -> Path:
+    """A gesture vocabulary's joint embedding in 2-D (`gesture_vocabulary.map_points`): each entry's gesture,
+    description and meaning joined as a triangle, coloured by its description."""
+    from matplotlib import colormaps
+
+    figure, (ax,) = _figure(height=7.0)
+    colours = colormaps["tab20"].resampled(max(len(points["description_texts"]), 1))
+    for g, d, m in zip(points["gestures"], points["description_of"], points["meaning_of"]):
+        corners = np.array([g, points["descriptions"][d], points["meanings"][m], g])
+        ax.plot(corners[:, 0], corners[:, 1], color=colours(d), lw=0.6, alpha=0.5)
+        ax.plot(*g, "o", color=colours(d), ms=4)
+    for index, (xy, text) in enumerate(zip(points["descriptions"], points["description_texts"])):
+        ax.plot(*xy, "s", color=colours(index), ms=9, mec="k", label=_shortened(text))
+    for xy, text in zip(points["meanings"], points["meaning_texts"]):
+        ax.plot(*xy, "^", color="k", ms=9, mfc="w")
+        ax.annotate(_shortened(text), xy, fontsize="x-small", xytext=(4, 4), textcoords="offset points")
+    ax.plot([], [], "o", color="0.4", label="gesture clip")
+    ax.plot([], [], "^", color="k", mfc="w", label="meaning (labelled)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("Gesture vocabulary: each entry's gesture, description and meaning")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small", title="description")
+    return _save(figure, Path(path))
+
+
+def _shortened(text: str, length: int = 48) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
