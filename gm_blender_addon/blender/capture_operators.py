@@ -323,7 +323,7 @@ class GM_OT_add_performer(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _show_images(context, paths: list[Path]) -> None:
+def show_images(context, paths: list[Path]) -> None:
     """Load the plots as images and show the first in an Image Editor (a new window when none is open)."""
     images = []
     for path in paths:
@@ -421,7 +421,7 @@ class GM_OT_compare_performer(bpy.types.Operator):
         settings = context.scene.gm_capture
         settings.metrics = "\n".join(f"{name}\t{value}" for name, value in result.comparison.rows())
         settings.status = f"Compared: {result.files[0].parent}"
-        _show_images(context, [p for p in result.files if p.suffix == ".png"])
+        show_images(context, [p for p in result.files if p.suffix == ".png"])
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Comparison written to {result.files[0].parent}")

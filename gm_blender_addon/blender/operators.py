@@ -66,7 +66,7 @@ class GenerateRequest:
                                 plan=self.plan)
 
 
-class _Progress:
+class Progress:
     """Progress shown in the status bar (with the percentage) and on the cursor."""
 
     def __init__(self, context, hint: str = ""):
@@ -178,7 +178,7 @@ class GM_OT_generate(bpy.types.Operator):
         request = self._request(context)
         if request is None:
             return {"CANCELLED"}
-        progress = _Progress(context)
+        progress = Progress(context)
         try:
             performance = request.perform(progress)
             progress(PIPELINE_SHARE, "Keying the rig")
@@ -197,7 +197,7 @@ class GM_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         self.request = request
         self.fingerprint = request_fingerprint(context.scene.gm_conductor)
-        self.progress = _Progress(context, hint=" — Esc to cancel")
+        self.progress = Progress(context, hint=" — Esc to cancel")
         self.job = GM_OT_generate.running = Job(request.perform).start()
         self.timer = context.window_manager.event_timer_add(POLL_INTERVAL, window=context.window)
         context.window_manager.modal_handler_add(self)

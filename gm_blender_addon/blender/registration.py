@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import beat_operators, capture_operators, capture_panels, operators, panels, rig_maps
+from . import (beat_operators, capture_operators, capture_panels, operators, panels, rig_maps, vocabulary_operators,
+               vocabulary_panels)
 from .preferences import GM_Preferences
 from .properties import GM_ConductorSettings, GM_GeneratorOptions
 
@@ -16,6 +17,8 @@ CLASSES = (
     + panels.CLASSES
     + capture_operators.CLASSES
     + capture_panels.CLASSES
+    + vocabulary_operators.CLASSES
+    + vocabulary_panels.CLASSES
 )
 
 
@@ -26,9 +29,11 @@ def register() -> None:
     # The rig map travels with its armature (appended or linked rigs keep theirs) and is saved in the .blend.
     bpy.types.Object.gm_rig_map = bpy.props.PointerProperty(type=rig_maps.GM_RigMap)
     bpy.types.Scene.gm_capture = bpy.props.PointerProperty(type=capture_operators.GM_CaptureSettings)
+    bpy.types.Scene.gm_vocabulary = bpy.props.PointerProperty(type=vocabulary_operators.GM_VocabularySettings)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.gm_vocabulary
     del bpy.types.Scene.gm_capture
     del bpy.types.Object.gm_rig_map
     del bpy.types.Scene.gm_conductor

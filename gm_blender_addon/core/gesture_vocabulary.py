@@ -327,9 +327,9 @@ def map_points(vocabulary: Vocabulary) -> dict:
 
 # --- file ----------------------------------------------------------------------------------------------------------
 
-def save_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
-    """Write the vocabulary as one .npz; written to a temporary file first, so a failure leaves any old file whole."""
-    path = Path(path)
+def vocabulary_arrays(vocabulary: Vocabulary) -> dict[str, np.ndarray]:
+    """The vocabulary as named arrays: the clips, the stored sentence embeddings, the trained weights, and a JSON
+    record of the rest under "record_json" (what a .npz file or a Blender scene keeps)."""
     texts = list(vocabulary.sentences)
     record = {
         "format": FORMAT, "version": VERSION,
@@ -349,6 +349,13 @@ def save_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
                            "seconds": model.seconds, "final_loss": model.final_loss}
         arrays.update({f"weight:{name}": value for name, value in model.weights.items()})
     arrays["record_json"] = np.array(json.dumps(record))
+    return arrays
+
+
+def save_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
+    """Write the vocabulary as one .npz; written to a temporary file first, so a failure leaves any old file whole."""
+    path = Path(path)
+    arrays = vocabulary_arrays(vocabulary)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -371,15 +378,20 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     except Exception as exc:  # numpy raises several types for a file that is not an .npz
         raise VocabularyError(f"{path.name} is not a readable .npz file ({exc}): give a gesture vocabulary made by "
                               "'vocabulary add'.") from exc
+    return vocabulary_from_arrays(arrays, path.name)
+
+
+def vocabulary_from_arrays(arrays: dict[str, np.ndarray], name: str) -> Vocabulary:
+    """The vocabulary `vocabulary_arrays` gave; `name` says where it was kept, for the messages."""
     try:
         record = json.loads(str(arrays["record_json"]))
         if record.get("format") != FORMAT:
             raise KeyError("format")
     except (KeyError, ValueError):
-        raise VocabularyError(f"{path.name} is not a gesture vocabulary (a keypoint file?): give a vocabulary made "
+        raise VocabularyError(f"{name} is not a gesture vocabulary (a keypoint file?): give a vocabulary made "
                               "by 'vocabulary add'.") from None
     if record.get("version") != VERSION:
-        raise VocabularyError(f"{path.name} is a gesture vocabulary of version {record.get('version')}; this "
+        raise VocabularyError(f"{name} is a gesture vocabulary of version {record.get('version')}; this "
                               f"Gesture Maestro reads version {VERSION}.")
     clips, start = [], 0
     for item in record["entries"]:
@@ -390,7 +402,7 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     vocabulary = Vocabulary(entries=clips, sentences=dict(zip(record["texts"], arrays["sentences"])))
     if "model" in record:
         info = record["model"]
-        weights = {name.split(":", 1)[1]: value for name, value in arrays.items() if name.startswith("weight:")}
+        weights = {key.split(":", 1)[1]: value for key, value in arrays.items() if key.startswith("weight:")}
         vocabulary.model = TrainedModel(arch=ge.Architecture(**info["architecture"]),
                                         settings=ge.TrainingSettings(**info["settings"]), weights=weights,
                                         seconds=float(info["seconds"]), final_loss=float(info["final_loss"]))

@@ -141,8 +141,8 @@ def _guide(loudness: np.ndarray, fermatas=(), cues=()) -> ScoreGuide:
     the written dynamics are what is heard."""
     return ScoreGuide(
         source="synthetic", bar_numbers=(), rehearsal_marks=(), meters=(), tempo_changes=(),
-        fermatas=tuple(fermatas), cues=tuple(cues), dynamics=loudness.astype(np.float32), articulation=(),
-        confidence=1.0, unseated_parts=(),
+        fermatas=tuple(fermatas), cues=tuple(cues), releases=(), dynamics=loudness.astype(np.float32),
+        articulation=(), confidence=1.0, unseated_parts=(),
     )
 
 

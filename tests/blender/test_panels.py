@@ -37,12 +37,16 @@ class CheckingLayout:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), idname
         self.drawn.append(("operator", idname))
+        return SimpleNamespace()  # where the panel sets the operator's properties
 
     def operator_menu_enum(self, idname, prop, **kwargs):
         self.operator(idname)
 
     def label(self, text="", **kwargs):
         self.drawn.append(("label", text))
+
+    def separator(self, **kwargs):
+        pass
 
 
 def _draw(panel, context):

@@ -13,7 +13,7 @@ import bpy
 import pytest
 
 from gm_blender_addon.blender import compat, operators
-from gm_blender_addon.blender.operators import GM_OT_generate, GenerateRequest, _Progress
+from gm_blender_addon.blender.operators import GM_OT_generate, GenerateRequest, Progress
 from gm_blender_addon.blender.worker import Cancelled, Job
 
 
@@ -70,7 +70,7 @@ class _ModalOperator:
     def __init__(self, context, request):
         self.reports = []
         self.request = request
-        self.progress = _Progress(context, hint=" — Esc to cancel")
+        self.progress = Progress(context, hint=" — Esc to cancel")
         self.fingerprint = operators.request_fingerprint(context.scene.gm_conductor)
         self.job = GM_OT_generate.running = Job(request.perform).start()
         self.timer = context.window_manager.event_timer_add(operators.POLL_INTERVAL, window=context.window)
