@@ -199,6 +199,9 @@ def _add_vocabulary_commands(commands) -> None:
     eva.add_argument("--test-performances", type=int, default=10, metavar="N",
                      help="held-out performances per gesture (default 10)")
     eva.add_argument("--steps", type=int, help="training steps (default: the evaluation's own)")
+    eva.add_argument("--keep", type=Path, metavar="VOCAB.npz",
+                     help="also save the trained vocabulary, with 3 performances of each gesture, as a starter "
+                          "(what gm_blender_addon/data/vocabulary/conducting.npz is)")
     eva.add_argument("--text-model", type=Path, metavar="FOLDER", help="the sentence model's folder")
 
 
@@ -220,7 +223,7 @@ def _run_vocabulary(args) -> int:
         _writable_target(args.vocabulary, folder=False, what="vocabulary")
     if args.action == "search" and not args.text.strip():
         raise UsageError("The search text is empty: type a description of the gesture to find.")
-    for name in ("json", "out"):
+    for name in ("json", "out", "keep"):
         if getattr(args, name, None) is not None:
             _writable_target(getattr(args, name), folder=False, what=name)
     label = f"vocabulary {args.action}:"
@@ -284,7 +287,8 @@ def _run_vocabulary_evaluate(args, embed, label: str) -> int:
 
     progress = _ProgressLine(label)
     result = evaluate(embed, per_gesture_train=args.train_performances, per_gesture_test=args.test_performances,
-                      settings=None if args.steps is None else _settings(args.steps), progress=progress)
+                      settings=None if args.steps is None else _settings(args.steps), progress=progress,
+                      keep=args.keep)
     progress.done()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -30,3 +30,9 @@ def demo_audio_file() -> Path:
 
 def pose_models_dir() -> Path:
     return PACKAGE_DIR / "data" / "pose"
+
+
+def starter_vocabulary_file() -> Path:
+    """The trained gesture vocabulary the add-on ships (training/gesture_set.py's, kept with `vocabulary evaluate
+    --keep`)."""
+    return PACKAGE_DIR / "data" / "vocabulary" / "conducting.npz"

@@ -20,6 +20,7 @@ from ..core.gesture_vocabulary import (Vocabulary, VocabularyError, add_entry, e
 from ..core.motion import Motion
 from ..core.plots import gesture_map
 from ..core.text_embedding import TextModelError, text_encoder
+from ..resources import starter_vocabulary_file
 from .capture_operators import show_images
 from .operators import POLL_INTERVAL, Progress, redraw_sidebars
 from .preferences import text_model_dir
@@ -355,6 +356,30 @@ class GM_OT_vocabulary_import(ImportHelper, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class GM_OT_vocabulary_starter(bpy.types.Operator):
+    """Replace the scene's gesture vocabulary with the trained one that comes with the add-on: eleven conducting
+    gestures (cues, dynamics, cut-off, fermata, tempo changes), ready to explain and search without a text model"""
+
+    bl_idname = "gm.vocabulary_starter"
+    bl_label = "Load Starter Vocabulary"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def invoke(self, context, event):
+        if vocabulary_summary(context.scene)[0]:
+            return context.window_manager.invoke_confirm(self, event)
+        return self.execute(context)
+
+    def execute(self, context):
+        try:
+            vocabulary = load_vocabulary(starter_vocabulary_file())
+        except VocabularyError as exc:
+            self.report({"ERROR"}, f"{exc} Reinstall the add-on.")
+            return {"CANCELLED"}
+        keep_vocabulary(context.scene, vocabulary)
+        self.report({"INFO"}, f"Loaded the starter vocabulary: {len(vocabulary.meanings)} gestures, trained.")
+        return {"FINISHED"}
+
+
 CLASSES = (GM_VocabularySettings, GM_OT_vocabulary_add, GM_OT_vocabulary_remove, GM_OT_vocabulary_train,
            GM_OT_vocabulary_explain, GM_OT_vocabulary_search, GM_OT_vocabulary_map, GM_OT_vocabulary_export,
-           GM_OT_vocabulary_import)
+           GM_OT_vocabulary_import, GM_OT_vocabulary_starter)

@@ -26,7 +26,8 @@ class GM_PT_vocabulary(ConductorTab, bpy.types.Panel):
             row.label(text=f"{description} → {meaning}")
             row.operator("gm.vocabulary_remove", text="", icon="X", emboss=False).index = index
         if not entries:
-            layout.label(text="No gestures yet: mark one with the preview range.", icon="INFO")
+            layout.label(text="No gestures yet: mark one with the preview range,", icon="INFO")
+            layout.operator("gm.vocabulary_starter", text="or Load the Starter Vocabulary", icon="PRESET")
 
         column = layout.column()
         column.use_property_split = True
@@ -47,6 +48,7 @@ class GM_PT_vocabulary(ConductorTab, bpy.types.Panel):
         row.operator("gm.vocabulary_search", text="Find", icon="VIEWZOOM")
         row = layout.row(align=True)
         row.operator("gm.vocabulary_map", icon="IMAGE_DATA")
+        row.operator("gm.vocabulary_starter", text="", icon="PRESET")
         row.operator("gm.vocabulary_import", text="", icon="IMPORT")
         row.operator("gm.vocabulary_export", text="", icon="EXPORT")
 

@@ -361,6 +361,10 @@ def save_vocabulary(vocabulary: Vocabulary, path: str | Path) -> Path:
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez_compressed(out, **arrays)
+        # mkstemp makes the file private; the vocabulary gets the permissions any new file of the user's would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,6 +24,8 @@ from ..core.score_guide import Cue, ScoreGuide
 # Each training clip spans this much around its gesture; held-out clips are one encoder window.
 TRAINING_CLIP_S = 6.0
 SPLIT_STREAMS = {"train": 11, "dev": 22, "test": 33}
+# Performances of each gesture kept in a starter vocabulary (see evaluate).
+STARTER_PERFORMANCES = 3
 # Training steps for the evaluation vocabulary: on the development split 1000 steps retrieved 94 % of the gestures,
 # 600 steps 91 %.
 EVALUATION_STEPS = 1000
@@ -213,9 +216,11 @@ def held_out_scores(vocabulary: gv.Vocabulary, clips: list[Clip]) -> dict:
 
 def evaluate(embed: gv.Embed, per_gesture_train: int = 30, per_gesture_test: int = 10, split: str = "test",
              settings: ge.TrainingSettings | None = None, arch: ge.Architecture | None = None,
-             progress: ge.Progress | None = None) -> dict:
+             progress: ge.Progress | None = None, keep: Path | None = None) -> dict:
     """Build the vocabulary from training performances, train it, and score it on `split` ("test": held out;
-    "dev": the development performances the sizes were chosen on)."""
+    "dev": the development performances the sizes were chosen on). With `keep`, the trained vocabulary is also saved
+    there as a starter, with STARTER_PERFORMANCES of each gesture (enough for its map; the model is the whole
+    vocabulary's)."""
     arch = arch or ge.Architecture()
     settings = settings or replace(ge.TrainingSettings(), steps=EVALUATION_STEPS)
     report = progress or (lambda fraction, message: None)
@@ -231,6 +236,11 @@ def evaluate(embed: gv.Embed, per_gesture_train: int = 30, per_gesture_test: int
     model = gv.train_vocabulary(vocabulary, settings, arch, progress=training_progress)
     report(0.95, f"Scoring {len(held_out)} {split} performances")
     scores = held_out_scores(vocabulary, held_out)
+    if keep is not None:
+        starter = gv.Vocabulary(entries=[], sentences=vocabulary.sentences, model=vocabulary.model)
+        for meaning in vocabulary.meanings:
+            starter.entries += [e for e in vocabulary.entries if e.meaning == meaning][:STARTER_PERFORMANCES]
+        gv.save_vocabulary(starter, keep)
     report(1.0, "Done")
     return {
         **scores,

@@ -122,3 +122,22 @@ def test_the_panel_lists_the_gestures_and_the_training_state(keyed):
     _add(keyed, 1, 72, "raise")
     drawn = _draw(GM_PT_vocabulary, bpy.context)
     assert ("label", " → ".join(PLANTED["raise"])) in drawn and ("operator", "gm.vocabulary_remove") in drawn
+
+
+def test_the_starter_vocabulary_explains_a_conductor_out_of_the_box(keyed, monkeypatch):
+    def no_model(texts):
+        raise AssertionError("the starter needs no text model")
+
+    monkeypatch.setattr(vocabulary_operators, "_embed", no_model)
+    assert bpy.ops.gm.vocabulary_starter() == {"FINISHED"}
+    vocabulary = scene_vocabulary(keyed)
+    assert vocabulary.model is not None and len(vocabulary.meanings) == 11
+    from gm_blender_addon.generators.procedural import conduct
+    from gm_blender_addon.core.motion import Motion
+    from helpers import steady_analysis
+
+    store_motion(bpy.context.active_object, Motion(conduct(steady_analysis(seconds=12.0), seed=3)))
+    assert bpy.ops.gm.vocabulary_explain() == {"FINISHED"}
+    assert any(m.name.startswith(EXPLAIN_PREFIX) for m in keyed.timeline_markers)
+    keyed.gm_vocabulary.query = vocabulary.descriptions[0]
+    assert bpy.ops.gm.vocabulary_search() == {"FINISHED"}

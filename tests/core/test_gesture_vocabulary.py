@@ -260,16 +260,20 @@ def test_metrics():
     assert gv.uniformity(x) == pytest.approx(-4.0)
 
 
-def test_evaluation_at_a_reduced_size_retrieves_most_held_out_gestures():
+def test_evaluation_at_a_reduced_size_retrieves_most_held_out_gestures_and_keeps_a_starter(tmp_path):
+    from gm_blender_addon.core import gesture_vocabulary as gv
     from gm_blender_addon.training import gesture_set as gs
 
     arch = ge.Architecture(token_fps=10, window_s=4.0, width=48, layers=1, heads=4, mlp=96, joint_size=32)
     settings = ge.TrainingSettings(steps=150, batch=24, learning_rate=2e-3, warmup_steps=10)
-    result = gs.evaluate(stand_in_embed, per_gesture_train=3, per_gesture_test=2, split="dev", settings=settings,
-                         arch=arch)
+    result = gs.evaluate(stand_in_embed, per_gesture_train=4, per_gesture_test=2, split="dev", settings=settings,
+                         arch=arch, keep=tmp_path / "starter.npz")
     assert result["held_out_clips"] == 2 * len(gs.GESTURES)
     assert result["retrieval_accuracy"]["g-d"] >= 0.5 and result["retrieval_accuracy"]["d-m"] == 1.0
     assert set(result["uniformity"]) == {"g-d", "g-m", "d-m"}
+    starter = gv.load_vocabulary(tmp_path / "starter.npz")
+    assert len(starter.entries) == gs.STARTER_PERFORMANCES * len(gs.GESTURES) and starter.model is not None
+    assert len(starter.meanings) == len(gs.GESTURES)
 
 
 WITHOUT_TORCH = """
