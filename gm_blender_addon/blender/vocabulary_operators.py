@@ -29,7 +29,7 @@ from .worker import Cancelled, Job
 
 # The scene's custom property holding the vocabulary (core.gesture_vocabulary.vocabulary_arrays, each array flat with
 # its shape beside it), so that it is saved with the .blend.
-VOCABULARY = "gm_vocabulary"
+VOCABULARY = "gm_gesture_vocabulary"
 EXPLAIN_PREFIX = "≈ "
 MATCH_PREFIX = "Match: "
 MAP_IMAGE = "GM Vocabulary Map"

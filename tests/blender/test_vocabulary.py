@@ -141,3 +141,10 @@ def test_the_starter_vocabulary_explains_a_conductor_out_of_the_box(keyed, monke
     assert any(m.name.startswith(EXPLAIN_PREFIX) for m in keyed.timeline_markers)
     keyed.gm_vocabulary.query = vocabulary.descriptions[0]
     assert bpy.ops.gm.vocabulary_search() == {"FINISHED"}
+
+
+def test_keeping_the_vocabulary_leaves_the_panel_settings_alone(keyed):
+    keyed.gm_vocabulary.query, keyed.gm_vocabulary.steps = "cut-off", 123
+    assert bpy.ops.gm.vocabulary_starter() == {"FINISHED"}
+    assert (keyed.gm_vocabulary.query, keyed.gm_vocabulary.steps) == ("cut-off", 123)
+    assert scene_vocabulary(keyed).model is not None

@@ -1,8 +1,9 @@
 """Runs inside a real Blender window (`blender --enable-event-simulate --python THIS -- OUT_DIR`) and uses the installed
 extension as a person would, through simulated mouse and keyboard events (`Window.event_simulate`, as Blender's own
 UI tests do): open the sidebar, switch to the Conductor tab, click Generate Conductor, watch the status bar, press
-Ctrl+Z, click Generate again and press Esc, add a Rigify metarig and click the Rig Map's detect button, then capture a
-performer from a video, add them and compare, with nothing but the extension installed.
+Ctrl+Z, click Generate again and press Esc, add a Rigify metarig and click the Rig Map's detect button, capture a
+performer from a video, add them and compare, generate with sparse keys, then open the Gesture Vocabulary panel, load
+its starter vocabulary and explain the conductor's motion, with nothing but the extension installed.
 
 Buttons are found the way a person who cannot see would: the pointer is moved over the sidebar and Ctrl+C is pressed,
 which over an operator's button copies its Python command. A screenshot of the whole X screen is taken at each step
@@ -26,7 +27,7 @@ STEP = 0.05  # seconds between simulated events, so that Blender handles and dra
 GENERATION_TIMEOUT = 900.0
 
 results = {"steps": []}
-counts = {"conductor_panel": 0, "rig_map_panel": 0, "viewport": 0, "ticks": []}
+counts = {"conductor_panel": 0, "rig_map_panel": 0, "vocabulary_panel": 0, "viewport": 0, "ticks": []}
 
 
 def record(step: str, **found) -> None:
@@ -146,6 +147,7 @@ def steps():
     panels = sys.modules[MODULE + ".blender.panels"]
     count_draws(panels.GM_PT_conductor, "conductor_panel")
     count_draws(panels.GM_PT_rig_map, "rig_map_panel")
+    count_draws(sys.modules[MODULE + ".blender.vocabulary_panels"].GM_PT_vocabulary, "vocabulary_panel")
     record("installed", enabled=MODULE in bpy.context.preferences.addons, blender=bpy.app.version_string,
            python=sys.version.split()[0])
     yield 1.0
@@ -316,6 +318,32 @@ def steps():
            last_result=bpy.context.scene.gm_conductor.last_result,
            active_action=animation.action.name if animation and animation.action else None, tracks=tracks,
            blend=animation.action_blend_type if animation else None)
+
+    # The Gesture Vocabulary panel, the last in the tab and closed: opened from its header at the bottom of the
+    # sidebar, its starter vocabulary loaded and the conductor's motion explained, with its buttons.
+    bpy.context.view_layer.objects.active = conductor
+    yield from window.scroll_sidebar(30)
+    header = None
+    for y in range(sidebar.y + 14, sidebar.y + sidebar.height // 2, 6):  # from the bottom up, below any button
+        if counts["vocabulary_panel"]:
+            break
+        header = (sidebar.x + 40, y)
+        yield from window.click(*header)
+        yield 0.2
+    clicked = {}
+    for command in ("bpy.ops.gm.vocabulary_starter()", "bpy.ops.gm.vocabulary_explain()"):
+        yield from window.find_button(command)
+        clicked[command] = window.found
+        if window.found is not None:
+            yield from window.click(*window.found)
+            yield 1.0
+    yield from window.move(*window.viewport_centre())
+    yield 0.5
+    screenshot("12-vocabulary")
+    group = bpy.context.scene.get(sys.modules[MODULE + ".blender.vocabulary_operators"].VOCABULARY)
+    record("vocabulary", panel_opened=counts["vocabulary_panel"] > 0, header=header, buttons=clicked,
+           trained=bool(group is not None and "model" in json.loads(str(group["record_json"]))),
+           explained=sorted(m.name for m in bpy.context.scene.timeline_markers if m.name.startswith("≈ ")))
 
 
 def run():

@@ -195,7 +195,13 @@ def test_sparse_keys_ticked_in_the_panel_play_from_an_nla_track(window):
     assert sparse["tracks"] == {"GM Conductor": ["GM Conductor"]} and " keys" in sparse["last_result"], sparse
 
 
+def test_the_starter_vocabulary_explains_the_conductor_from_the_panel(window):
+    vocabulary = window["vocabulary"]
+    assert vocabulary["panel_opened"] and None not in vocabulary["buttons"].values(), vocabulary
+    assert vocabulary["trained"] and vocabulary["explained"], vocabulary
+
+
 def test_every_step_left_a_screenshot(window):
     names = {p.stem for p in SCREENSHOTS.glob("*.png")}
     assert {"01-conductor-tab", "02-generating", "03-generated", "04-undone", "06-cancelled", "07-rig-map",
-            "08-captured", "09-performer-added", "10-compared", "11-sparse-keys"} <= names
+            "08-captured", "09-performer-added", "10-compared", "11-sparse-keys", "12-vocabulary"} <= names
