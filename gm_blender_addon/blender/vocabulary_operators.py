@@ -144,20 +144,22 @@ class GM_OT_vocabulary_add(_NeedsMotion, bpy.types.Operator):
 
 
 class GM_OT_vocabulary_remove(bpy.types.Operator):
-    """Remove this gesture from the vocabulary"""
+    """Remove this gesture (every performance of it) from the vocabulary"""
 
     bl_idname = "gm.vocabulary_remove"
     bl_label = "Remove Gesture"
     bl_options = {"REGISTER", "UNDO", "INTERNAL"}
 
-    index: bpy.props.IntProperty()
+    description: bpy.props.StringProperty()
+    meaning: bpy.props.StringProperty()
 
     def execute(self, context):
         vocabulary = scene_vocabulary(context.scene)
-        if not 0 <= self.index < len(vocabulary.entries):
+        kept = [e for e in vocabulary.entries if (e.description, e.meaning) != (self.description, self.meaning)]
+        if len(kept) == len(vocabulary.entries):
             return {"CANCELLED"}
-        del vocabulary.entries[self.index]
-        vocabulary.model = None  # trained with the entry gone: train again
+        vocabulary.entries = kept
+        vocabulary.model = None  # trained with the gesture still in: train again
         keep_vocabulary(context.scene, vocabulary)
         return {"FINISHED"}
 

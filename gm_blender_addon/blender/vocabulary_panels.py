@@ -3,6 +3,8 @@ vocabulary says of the active armature's motion."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import bpy
 
 from .panels import ConductorTab
@@ -21,10 +23,12 @@ class GM_PT_vocabulary(ConductorTab, bpy.types.Panel):
         layout = self.layout
 
         column = layout.column(align=True)
-        for index, (description, meaning) in enumerate(entries):
+        # One row per gesture, however many performances of it the vocabulary holds.
+        for (description, meaning), count in Counter(entries).items():
             row = column.row(align=True)
-            row.label(text=f"{description} → {meaning}")
-            row.operator("gm.vocabulary_remove", text="", icon="X", emboss=False).index = index
+            row.label(text=f"{description} → {meaning}" + (f" (×{count})" if count > 1 else ""))
+            remove = row.operator("gm.vocabulary_remove", text="", icon="X", emboss=False)
+            remove.description, remove.meaning = description, meaning
         if not entries:
             layout.label(text="No gestures yet: mark one with the preview range,", icon="INFO")
             layout.operator("gm.vocabulary_starter", text="or Load the Starter Vocabulary", icon="PRESET")

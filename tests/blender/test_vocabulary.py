@@ -69,7 +69,8 @@ def test_gestures_are_added_trained_and_explain_and_find_the_motion(keyed, tmp_p
     path = tmp_path / "vocabulary.npz"
     assert bpy.ops.gm.vocabulary_export(filepath=str(path)) == {"FINISHED"}
     assert load_vocabulary(path).model is not None
-    assert bpy.ops.gm.vocabulary_remove(index=0) == {"FINISHED"}
+    description, meaning = PLANTED["raise"]
+    assert bpy.ops.gm.vocabulary_remove(description=description, meaning=meaning) == {"FINISHED"}
     assert len(scene_vocabulary(scene).entries) == 2 and scene_vocabulary(scene).model is None
     assert bpy.ops.gm.vocabulary_import(filepath=str(path)) == {"FINISHED"}
     kept = scene_vocabulary(scene)
@@ -122,6 +123,8 @@ def test_the_panel_lists_the_gestures_and_the_training_state(keyed):
     _add(keyed, 1, 72, "raise")
     drawn = _draw(GM_PT_vocabulary, bpy.context)
     assert ("label", " → ".join(PLANTED["raise"])) in drawn and ("operator", "gm.vocabulary_remove") in drawn
+    _add(keyed, 100, 172, "raise")  # a second performance of the same gesture shares its row
+    assert ("label", " → ".join(PLANTED["raise"]) + " (×2)") in _draw(GM_PT_vocabulary, bpy.context)
 
 
 def test_the_starter_vocabulary_explains_a_conductor_out_of_the_box(keyed, monkeypatch):

@@ -330,6 +330,7 @@ def steps():
         header = (sidebar.x + 40, y)
         yield from window.click(*header)
         yield 0.2
+    yield from window.scroll_sidebar(30)  # the panel opened downwards, out of sight
     clicked = {}
     for command in ("bpy.ops.gm.vocabulary_starter()", "bpy.ops.gm.vocabulary_explain()"):
         yield from window.find_button(command)
@@ -337,6 +338,7 @@ def steps():
         if window.found is not None:
             yield from window.click(*window.found)
             yield 1.0
+            yield from window.scroll_sidebar(30)  # the loaded gestures push the rest of the panel down
     yield from window.move(*window.viewport_centre())
     yield 0.5
     screenshot("12-vocabulary")
