@@ -4,6 +4,7 @@ and a stand-in sentence model."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,30 @@ def planted_motion(kinds: list[str], seconds: float = 3.0, seed: int = 0):
             kp[:, JOINT["right_wrist"], 1] -= 0.08 * np.abs(np.sin(np.pi * rng.uniform(1.5, 2.5) * t))
         parts.append(kp)
     return Motion(np.concatenate(parts).astype(np.float32))
+
+
+# What a fresh interpreter runs first to be like Blender's Python: importing torch fails.
+_NO_TORCH = """
+import json, sys
+
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed here")
+
+
+sys.meta_path.insert(0, NoTorch())
+sys.path[:0] = [%(root)r, %(tests)r]
+"""
+
+
+def run_without_torch(body: str, timeout: float = 300) -> dict:
+    """Run `body` in a fresh interpreter where importing torch fails, with the repository and tests/ importable; what
+    it printed as its last `RESULT <json>` line (json and sys are imported for it)."""
+    root = Path(__file__).resolve().parents[1]
+    script = _NO_TORCH % {"root": str(root), "tests": str(root / "tests")} + body
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
+    return json.loads(lines[-1][len("RESULT "):])

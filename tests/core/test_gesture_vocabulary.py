@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gm_blender_addon.core import gesture_encoder as ge
-from helpers import PLANTED, planted_motion, stand_in_embed
+from helpers import PLANTED, planted_motion, run_without_torch, stand_in_embed
 
 SMALL = ge.Architecture(token_fps=10, window_s=1.2, width=16, layers=2, heads=4, mlp=24, joint_size=8, text_size=12)
 
@@ -277,17 +277,6 @@ def test_evaluation_at_a_reduced_size_retrieves_most_held_out_gestures_and_keeps
 
 
 WITHOUT_TORCH = """
-import json, sys
-
-
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is not installed here")
-
-
-sys.meta_path.insert(0, NoTorch())
-sys.path[:0] = [%(root)r, %(tests)r]
 from gm_blender_addon.core import gesture_encoder as ge, gesture_vocabulary as gv
 from helpers import PLANTED, planted_motion, stand_in_embed
 
@@ -302,14 +291,4 @@ print("RESULT " + json.dumps({"moments": len(explained), "torch_loaded": "torch"
 
 
 def test_training_and_explaining_need_no_torch():
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    script = WITHOUT_TORCH % {"root": str(root), "tests": str(root / "tests")}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
-    assert json.loads(lines[-1][len("RESULT "):]) == {"moments": 9, "torch_loaded": False}
+    assert run_without_torch(WITHOUT_TORCH, timeout=120) == {"moments": 9, "torch_loaded": False}

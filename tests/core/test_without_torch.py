@@ -1,30 +1,17 @@
 """The learned generators without PyTorch, as inside Blender: the shipped ONNX weights run, and a PyTorch file is
 refused with the command that converts it."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gm_blender_addon import weights
+from helpers import run_without_torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Runs in a fresh interpreter where importing torch fails, as in Blender's Python.
+# Runs in a fresh interpreter where importing torch fails, as in Blender's Python (helpers.run_without_torch).
 SCRIPT = """
-import json, sys
-
-
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is not installed here")
-
-
-sys.meta_path.insert(0, NoTorch())
-sys.path[:0] = [%(root)r, %(tests)r]
 from pathlib import Path
 from helpers import click_music, steady_analysis
 from gm_blender_addon.core.audio import Audio
@@ -48,11 +35,7 @@ print("RESULT " + json.dumps(result))
 def test_generators_run_their_onnx_weights_without_torch():
     if weights.default_checkpoint("diffusion", onnx=True) is None:
         pytest.skip("no project-trained ONNX weights in weights/")
-    script = SCRIPT % {"root": str(ROOT), "tests": str(ROOT / "tests"), "pt": str(ROOT / "weights" / "m2sgan.pt")}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
-    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = run_without_torch(SCRIPT % {"pt": str(ROOT / "weights" / "m2sgan.pt")})
     assert result["m2sgan"] == [[240, 13, 2], "m2sgan.onnx.zip"]
     assert result["diffusion"] == [[240, 13, 2], "diffusion.onnx.zip"]
     assert "PyTorch is not installed" in result["pytorch_file"]
