@@ -163,6 +163,7 @@ def test_rigs_without_finger_bones_are_solved_as_before(keypoints):
     with_hand_arrays, _, _ = _solved(skeleton, keypoints, fingers, wrists)
     without, _, _ = _solved(skeleton, keypoints)
     assert with_hand_arrays.keys() == without.keys()
+    assert {"shoulder.L", "shoulder.R"} <= without.keys()  # the collarbones too, with no fingers to place
     for bone in without:
         np.testing.assert_allclose(with_hand_arrays[bone], without[bone])
 
