@@ -196,8 +196,12 @@ class GM_OT_vocabulary_train(bpy.types.Operator):
         self.entries = len(vocabulary.entries)
         self.progress = Progress(context, hint=" — Esc to cancel")
         settings = self._settings(context)
-        self.job = GM_OT_vocabulary_train.running = Job(
-            lambda progress: (train_vocabulary(vocabulary, settings, progress=progress), vocabulary)[1]).start()
+
+        def trained(progress) -> Vocabulary:
+            train_vocabulary(vocabulary, settings, progress=progress)
+            return vocabulary
+
+        self.job = GM_OT_vocabulary_train.running = Job(trained).start()
         self.timer = context.window_manager.event_timer_add(POLL_INTERVAL, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
