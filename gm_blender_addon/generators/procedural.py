@@ -53,6 +53,10 @@ CUE_PEAK_BEATS = 0.35  # a cue's gesture peaks this many beats before the entran
 CUE_REACH = 0.24  # how far from the shoulder the cueing hand reaches
 MAX_HEAD_TURN = np.radians(50.0)
 LEFT_REST = np.array([0.63, 0.75, 0.03])
+# The raised left hand shapes the phrase in a slow loop (out and up, then in and down) every LOOP_BEATS beats, of
+# these half-widths (x, y, z) at full size.
+LOOP_BEATS = 2.0
+LOOP_SIZE = np.array([0.018, 0.022, 0.012])
 
 
 @dataclass
@@ -310,6 +314,11 @@ def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff:
     total = sum(weights)
     left = (weights[0][:, None] * mirror + weights[1][:, None] * express + weights[2][:, None] * sustain
             + weights[3][:, None] * idle) / total[:, None]
+    # A raised hand that only glided between these places would move in straight lines and stop dead, which no
+    # living hand does; looping at an even pace it follows the two-thirds power law of human movement, as the beating
+    # hand does. Mirroring, it already moves with the right hand; at rest by the side it keeps still.
+    raised = (weights[1] + weights[2] + weights[3] * ramp(loud, 0.2, 0.5)) / total
+    left += raised[:, None] * LOOP_SIZE * _loop(_beat_count(analysis, t) / LOOP_BEATS)
     # A cue: the open hand rises and reaches towards the entering section, peaking just before the entrance; a
     # release reaches there as the section's phrase ends (core.hands closes the hand). Sections to the conductor's
     # right are reached across only as far as the middle; the head turns the rest of the way.
@@ -323,6 +332,24 @@ def _left_hand(analysis: MusicAnalysis, style: Style, right: np.ndarray, cutoff:
     # After the final cut-off both hands come down together.
     after_end = ramp(t, analysis.sound_end + 0.6, analysis.sound_end + 2.1)[:, None]
     return left * (1 - after_end) + LEFT_REST * after_end
+
+
+def _beat_count(analysis: MusicAnalysis, t: np.ndarray) -> np.ndarray:
+    """Beats elapsed at each time, counting on at the typical beat length before the first and after the last."""
+    beats = analysis.beats
+    if len(beats) < 2:
+        return t * analysis.tempo_bpm / 60.0
+    period = float(np.median(np.diff(beats)))
+    count = np.interp(t, beats, np.arange(len(beats), dtype=np.float64))
+    count[t < beats[0]] = (t[t < beats[0]] - beats[0]) / period
+    count[t > beats[-1]] = len(beats) - 1 + (t[t > beats[-1]] - beats[-1]) / period
+    return count
+
+
+def _loop(turns: np.ndarray) -> np.ndarray:
+    """(T, 3) a unit loop, `turns` times round: out (+x, the performer's left) on the way up, in on the way down."""
+    angle = 2 * np.pi * turns
+    return np.stack([np.sin(angle), np.cos(angle), 0.5 * np.sin(2 * angle)], axis=1)
 
 
 def _elbows(shoulder: np.ndarray, wrist: np.ndarray, pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gm_blender_addon.core.metrics import ictus_times
+from gm_blender_addon.core.metrics import ictus_times, power_law
 from gm_blender_addon.core.motion import FPS, JOINT, gaussian_smooth
 from gm_blender_addon.generators import registry
 from gm_blender_addon.generators.procedural import RIGHT_REST, conduct
@@ -94,3 +94,12 @@ def test_slow_beats_are_subdivided_with_smaller_taps(bpm, taps):
         assert len(between) == taps
         beat_depth = min(y[int(round(before * FPS))], y[int(round(after * FPS))])
         assert all(y[k] < beat_depth for k in between)  # image y grows downwards: the beats fall deepest
+
+
+def test_the_raised_left_hand_moves_like_a_human_hand():
+    """Lifting through the crescendo and pressing through the diminuendo, the left hand loops at an even pace instead
+    of gliding in straight lines: its path follows the two-thirds power law (β near 1/3, a good fit)."""
+    analysis = steady_analysis(seconds=30.0, bpm=90.0)
+    keypoints = conduct(analysis, seed=0)
+    beta, r2 = power_law(keypoints[:, JOINT["left_wrist"]])
+    assert 0.25 <= beta <= 0.4 and r2 >= 0.5
