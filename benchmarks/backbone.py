@@ -242,6 +242,13 @@ def bench_human_likeness() -> None:
         print(f"  joint limits: hand against forearm up to {bent['hand.R'].max():.0f}° right, "
               f"{bent['hand.L'].max():.0f}° left (a human wrist: about 70° flexion, 80° extension, 30° sideways); "
               f"finger bones up to {finger_bend:.0f}°")
+        # The breath before each entry: how far the shoulders rise at its top, against a second after it.
+        breath = performance.motion.breath
+        tops = [f for f in range(1, len(breath) - 31) if breath[f] > 0.9 and breath[f] >= breath[f - 1]
+                and breath[f] > breath[f + 1]]
+        rise = [100 * (at[f"shoulder.{side}"][f, 2] - at[f"shoulder.{side}"][f + 30, 2]) for f in tops for side in "RL"]
+        print(f"  breath: {len(tops)} entries breathed in; at the top the shoulders stand "
+              f"{np.median(rise) if rise else float('nan'):.1f} cm above where they are a second later")
         print(f"  flick: at the ictus the baton's tip reaches its lowest point {1000 * np.median(leads):.0f} ms "
               f"before the wrist (median of {len(leads)} beats) and stops {np.median(sharper):.1f}× as sharply "
               "(peak upward acceleration)")

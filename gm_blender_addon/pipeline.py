@@ -17,6 +17,7 @@ from .core.analysis import (DEFAULT_TRACKER, GivenBeats, MusicAnalysis, MusicHin
                             analysis_from_record)
 from .core.align import AlignmentError, align_score
 from .core.audio import Audio, load_audio
+from .core.breath import breathing
 from .core.hands import hand_poses
 from .core.lift import lift
 from .core.motion import Motion
@@ -123,16 +124,18 @@ def _generate(generator: str, audio: Audio | None, analysis: MusicAnalysis, seed
         options=dict(options or {}),
         progress=progress,
     )
-    return Performance(audio=audio, analysis=analysis, motion=with_hands(registry.generate(generator, request), analysis))
+    return Performance(audio=audio, analysis=analysis, motion=with_hands_and_breath(registry.generate(generator, request), analysis))
 
 
-def with_hands(motion: Motion, analysis: MusicAnalysis | None = None) -> Motion:
-    """The motion with wrists and fingers: its own where it has them, else the rules of core.hands, shaped by the
-    music when its analysis is given."""
-    if motion.has_hands:
-        return motion
-    fingers, wrists = hand_poses(motion.keypoints, analysis)
-    return replace(motion, fingers=fingers, wrists=wrists)
+def with_hands_and_breath(motion: Motion, analysis: MusicAnalysis | None = None) -> Motion:
+    """The motion with wrists and fingers, and breath when the music's analysis is given: its own where it has
+    them, else the rules of core.hands (shaped by the music when it is given) and core.breath."""
+    if not motion.has_hands:
+        fingers, wrists = hand_poses(motion.keypoints, analysis)
+        motion = replace(motion, fingers=fingers, wrists=wrists)
+    if motion.breath is None and analysis is not None:
+        motion = replace(motion, breath=breathing(analysis))
+    return motion
 
 
 def perform_to_beats(
@@ -167,7 +170,7 @@ def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smo
     Captured motion brings its measured depth, which decides whether arms reach in front of or behind the body.
     A motion without hands (captured, or saved before motions had them) gets them from its arms alone.
     """
-    motion = with_hands(motion)
+    motion = with_hands_and_breath(motion)
     lifted = lift(motion, proportions(skeleton, parts), smoothing=smoothing, depth=motion.depth)
     joints = to_armature_space(lifted, skeleton, parts)
-    return solve(joints, skeleton, parts, motion.fingers, motion.wrists), joints
+    return solve(joints, skeleton, parts, motion.fingers, motion.wrists, motion.breath), joints

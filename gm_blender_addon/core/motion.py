@@ -47,6 +47,7 @@ EXTRAS = {
     "visibility": (N_JOINTS,),
     "fingers": (len(HAND_SIDES), N_FINGERS),
     "wrists": (len(HAND_SIDES), 2),
+    "breath": (),
 }
 
 
@@ -63,6 +64,8 @@ class Motion:
     fist. `wrists` (T, 2, 2): each wrist's (flexion, turn) in radians: flexion bends the hand towards the palm
     (negative lifts the back of the hand), turn rolls the forearm from palm down (0) through thumb up (π/2) to palm
     up (π). Both come together; the baton, held in the right hand, follows from them.
+    `breath` (T,): how full the conductor's breath is, 0 at rest to 1 at the top of an inhalation (the chest lifts
+    and the shoulders rise).
     """
 
     keypoints: np.ndarray
@@ -72,6 +75,7 @@ class Motion:
     visibility: np.ndarray | None = None
     fingers: np.ndarray | None = None
     wrists: np.ndarray | None = None
+    breath: np.ndarray | None = None
 
     def __post_init__(self):
         kp = np.asarray(self.keypoints, dtype=np.float32)

@@ -42,6 +42,9 @@ FOREARM_TURN_SHARE = 0.7
 SPINE_SHARE = 0.5
 NECK_SHARE = 0.5
 CLAVICLE_SHARE = 0.15
+# At the top of a breath in, the chest leans back and the collarbones lift by these angles.
+BREATH_CHEST = np.radians(4.0)
+BREATH_CLAVICLE = np.radians(6.0)
 # Below this elbow bend the arm's bending plane is undefined and is carried over from the nearest bent frame.
 STRAIGHT_ARM = np.radians(8.0)
 # Conductors flex the wrist so the hand (and baton) points towards the orchestra rather than along the forearm:
@@ -391,11 +394,12 @@ def _signed_angle(a: np.ndarray, b: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers: np.ndarray | None = None,
-          wrists: np.ndarray | None = None) -> dict[str, np.ndarray]:
+          wrists: np.ndarray | None = None, breath: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Local rotation quaternions (T, 4), sign-continuous, for every keyed bone, by bone name.
 
     With the motion's `fingers` (T, 2, 5) and `wrists` (T, 2, 2) (see core.motion.Motion), a rig whose map names
-    finger bones gets its fingers curled and each palm turned and the wrist flexed as they say.
+    finger bones gets its fingers curled and each palm turned and the wrist flexed as they say. With its `breath`
+    (T,), the chest lifts and the collarbones rise as the conductor breathes in.
     """
     n = len(joints)
     j = lambda name: joints[:, JOINT[name]]  # noqa: E731
@@ -413,9 +417,12 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers
     # The head's turn away from facing straight ahead with the ears level, as an armature-space rotation.
     head = rot.frame(j("left_ear") - j("right_ear"), -forward) @ axes.T
 
+    inhaled = np.zeros(n) if breath is None else np.asarray(breath, dtype=np.float64)
+    # Leaning the chest back turns its up towards the back (+Y at rest): about the body's left, the negative way.
+    chest = rot.axis_angle(torso @ axes[:, 0], -BREATH_CHEST * inhaled) @ torso
     world_targets = {
         "spine": lambda _: rot.partial(torso, SPINE_SHARE) @ rest_rot("spine"),
-        "chest": lambda _: torso @ rest_rot("chest"),
+        "chest": lambda _: chest @ rest_rot("chest"),
         "neck": lambda _: rot.matrix_from_quat(rot.slerp(rot.quat_from_matrix(torso), rot.quat_from_matrix(head), NECK_SHARE)) @ rest_rot("neck"),
         "head": lambda _: head @ rest_rot("head"),
     }
@@ -430,7 +437,9 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers
         if f"shoulder.{side}" in parts:
             arm_rest = torso @ rot.normalise(skeleton.head(parts[f"forearm.{side}"]) - skeleton.head(parts[f"upper_arm.{side}"]))
             lift = rot.partial(rot.swing(arm_rest, d1), CLAVICLE_SHARE)
-            world_targets[f"shoulder.{side}"] = lambda r0, lift=lift: lift @ r0
+            # A collarbone's outer end rises about the axis pointing forward for the left, backward for the right.
+            rise = rot.axis_angle(torso @ (-axes[:, 1] if side == "L" else axes[:, 1]), BREATH_CLAVICLE * inhaled)
+            world_targets[f"shoulder.{side}"] = lambda r0, lift=rise @ lift: lift @ r0
         palm_local = palm_normal(skeleton, parts, side)
         if wrists is None or palm_local is None:
             continue

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.analysis import MusicAnalysis
+from ..core.breath import beat_sections
 from ..core.hands import conducted_loudness, loudness_trend, ramp, section_event_weights
 from ..core.motion import FPS, JOINT, N_JOINTS, Motion, gaussian_smooth
 from .registry import GeneratorSpec, Request
@@ -90,11 +91,6 @@ class Style:
         )
 
 
-def _smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 def _shown_dynamics(analysis: MusicAnalysis) -> np.ndarray:
     """Loudness as the conductor shows it: half absolute, half relative to this piece's own soft and loud.
 
@@ -107,17 +103,6 @@ def _shown_dynamics(analysis: MusicAnalysis) -> np.ndarray:
     soft, strong = np.percentile(sounding, [5, 95])
     relative = np.clip((loud - soft) / max(strong - soft, 0.05), 0.0, 1.0)
     return 0.5 * loud + 0.5 * relative
-
-
-def _sections(analysis: MusicAnalysis) -> list[np.ndarray]:
-    """Runs of beats without a long break; each section gets its own preparation and cut-off."""
-    beats = analysis.beats
-    if len(beats) < 2:
-        return [beats]
-    ibi = np.diff(beats)
-    typical = np.median(ibi)
-    breaks = np.flatnonzero(ibi > 2.2 * typical) + 1
-    return [s for s in np.split(beats, breaks) if len(s)]
 
 
 def _bar_positions(analysis: MusicAnalysis, per_bar: int) -> dict[float, tuple[int, int]]:
@@ -167,7 +152,7 @@ class _Track:
         Both ends have zero velocity and high acceleration, so the ictus is the lowest point and a speed minimum.
         """
         idx, u = self.span(t0, t1)
-        ease = _smoothstep(u)[:, None]
+        ease = ramp(u, 0.0, 1.0)[:, None]
         bump = np.sin(np.pi * u**skew) ** 2
         path = p0 + (p1 - p0) * ease
         path[:, 1] -= height * bump
@@ -175,7 +160,7 @@ class _Track:
 
     def glide(self, t0, t1, p0, p1):
         idx, u = self.span(t0, t1)
-        self.xyz[idx] = p0 + (p1 - p0) * _smoothstep(u)[:, None]
+        self.xyz[idx] = p0 + (p1 - p0) * ramp(u, 0.0, 1.0)[:, None]
 
     def hold(self, t0, t1, p):
         idx, _ = self.span(t0, t1)
@@ -230,7 +215,7 @@ def _right_hand(analysis: MusicAnalysis, style: Style, rng: np.random.Generator,
         marked = articulation.get(t, 0.0)
         return style.bounce_skew * (1.0 - 0.3 * max(marked, 0.0)) + (1.0 - style.bounce_skew) * max(-marked, 0.0)
 
-    sections = _sections(analysis)
+    sections = beat_sections(analysis)
     ready = ictus(0.0, (per_bar - 1, per_bar), jitter=False)
     track = _Track(n_frames, ready)
     cutoff_weight = np.zeros(n_frames)

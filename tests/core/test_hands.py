@@ -14,7 +14,7 @@ from gm_blender_addon.core.motion import FPS, JOINT, Motion, MotionFileError
 from gm_blender_addon.core.retarget import (forward_kinematics, palm_normal, proportions, solve,
                                             to_armature_space)
 from gm_blender_addon.generators.procedural import conduct
-from gm_blender_addon.pipeline import solve_for_rig, with_hands
+from gm_blender_addon.pipeline import solve_for_rig, with_hands_and_breath
 from gm_blender_addon.core.score_guide import Cue, ScoreGuide
 from helpers import humanoid, steady_analysis
 
@@ -172,6 +172,6 @@ def test_every_motion_reaching_a_rig_has_hands(keypoints):
     skeleton = humanoid(fingers=True)
     rotations, _ = solve_for_rig(Motion(keypoints), skeleton, _parts(skeleton), smoothing=0.2)
     assert "f_index.01.L" in rotations
-    assert with_hands(Motion(keypoints)).has_hands
+    assert with_hands_and_breath(Motion(keypoints)).has_hands
     own = Motion(keypoints, fingers=np.zeros((len(keypoints), 2, 5)), wrists=np.zeros((len(keypoints), 2, 2)))
-    assert with_hands(own) is own
+    assert with_hands_and_breath(own) is own
