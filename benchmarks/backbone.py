@@ -87,10 +87,10 @@ def bench_keyframes(performance, with_insert: bool) -> None:
     from gm_blender_addon.blender import keyframes
 
     _, armature, skeleton, parts = _bundled_rig()
-    rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+    rotations = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2).rotations
     keys = sum(4 * len(q) for q in rotations.values())
     started, cpu = time.perf_counter(), time.process_time()
-    keyframes.build_rotation_action(armature, "bulk", rotations)
+    keyframes.build_action(armature, "bulk", rotations)
     bulk, bulk_cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"keyframe writing, 5-minute piece ({keys} keys on {len(rotations)} bones): bulk {bulk:.3f} s wall, {bulk_cpu:.3f} s CPU  (target ≤ 1 s)")
     if not with_insert:
@@ -115,11 +115,12 @@ def bench_sparse_keys(performances: dict[str, object]) -> None:
 
     _, armature, skeleton, parts = _bundled_rig()
     for label, performance in performances.items():
-        rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
-        dense = keyframes.key_count(*keyframes.build_rotation_action(armature, "dense", rotations))
+        pose = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+        rotations = pose.rotations
+        dense = keyframes.key_count(*keyframes.build_action(armature, "dense", rotations, locations=pose.locations))
         started = time.perf_counter()
-        action, slot = keyframes.build_rotation_action(armature, "sparse", rotations,
-                                                       tolerance_deg=keys.DEFAULT_TOLERANCE_DEG)
+        action, slot = keyframes.build_action(armature, "sparse", rotations, tolerance_deg=keys.DEFAULT_TOLERANCE_DEG,
+                                              locations=pose.locations, planted=pose.planted)
         elapsed = time.perf_counter() - started
         sparse = keyframes.key_count(action, slot)
         worst = 0.0
@@ -174,8 +175,9 @@ def bench_human_likeness() -> None:
     for label, audio in pieces.items():
         performance = perform(audio)
         scene, armature, skeleton, parts = _bundled_rig()
-        rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
-        compat.assign_action(armature, *keyframes.build_rotation_action(armature, "bench", rotations))
+        pose = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+        rotations = pose.rotations
+        compat.assign_action(armature, *keyframes.build_action(armature, "bench", rotations, locations=pose.locations))
         baton = next(o for o in scene.objects if o.parent == armature and o.parent_type == "BONE")
         tip = max((v.co.copy() for v in baton.data.vertices), key=lambda co: co.y)
         bones = armature.pose.bones

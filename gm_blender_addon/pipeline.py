@@ -19,9 +19,9 @@ from .core.align import AlignmentError, align_score
 from .core.audio import Audio, load_audio
 from .core.breath import breathing
 from .core.hands import hand_poses
-from .core.lift import lift
+from .core.lift import hip_travel, lift
 from .core.motion import Motion
-from .core.retarget import Skeleton, proportions, solve, to_armature_space
+from .core.retarget import LEG_PARTS, Skeleton, hips_location, pelvis_offsets, proportions, solve, to_armature_space
 from .core.score import Score
 from .core.score_guide import score_analysis
 from .core.score_synth import SAMPLE_RATE as SYNTH_RATE
@@ -164,13 +164,29 @@ def perform_to_beats(
     return _generate(generator, audio, analysis, seed, checkpoint, options, _scaled(progress, 0.1, 1.0))
 
 
-def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`.
+@dataclass
+class RigPose:
+    """A motion solved for a rig: what to key and the joints it was solved from."""
+
+    rotations: dict[str, np.ndarray]  # local quaternions (T, 4) by bone name
+    locations: dict[str, np.ndarray]  # pose locations (T, 3) by bone name: the hips, on rigs whose legs are mapped
+    joints: np.ndarray  # the lifted joints (T, 13, 3), armature space
+    planted: frozenset[str] = frozenset()  # the leg bones that keep the feet planted, to key precisely
+
+
+def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smoothing: float) -> RigPose:
+    """The motion solved for the rig described by `skeleton` and `parts`.
 
     Captured motion brings its measured depth, which decides whether arms reach in front of or behind the body.
-    A motion without hands (captured, or saved before motions had them) gets them from its arms alone.
+    A motion without hands (captured, or saved before motions had them) gets them from its arms alone. On a rig
+    whose map names the legs, the hips move as the motion's do and the feet stay planted.
     """
     motion = with_hands_and_breath(motion)
-    lifted = lift(motion, proportions(skeleton, parts), smoothing=smoothing, depth=motion.depth)
-    joints = to_armature_space(lifted, skeleton, parts)
-    return solve(joints, skeleton, parts, motion.fingers, motion.wrists, motion.breath), joints
+    rig = proportions(skeleton, parts)
+    joints = to_armature_space(lift(motion, rig, smoothing=smoothing, depth=motion.depth), skeleton, parts)
+    pelvis = pelvis_offsets(hip_travel(motion, rig, smoothing=smoothing), skeleton, parts)
+    rotations = solve(joints, skeleton, parts, motion.fingers, motion.wrists, motion.breath, pelvis)
+    if pelvis is None:
+        return RigPose(rotations, {}, joints)
+    return RigPose(rotations, {parts["hips"]: hips_location(pelvis, skeleton, parts)}, joints,
+                   frozenset(parts[part] for part in LEG_PARTS))

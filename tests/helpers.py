@@ -38,9 +38,10 @@ def bone_matrix(head, tail, roll: float) -> np.ndarray:
 
 
 def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_bend_deg: float = 10.0,
-             fingers: bool = False) -> Skeleton:
+             fingers: bool = False, legs: bool = False) -> Skeleton:
     """An upper-body armature with Rigify-metarig names, arms `arm_angle_deg` below horizontal (0 = T-pose); with
-    `fingers`, an index and a little finger of three bones on each hand, the thumb side forward."""
+    `fingers`, an index and a little finger of three bones on each hand, the thumb side forward; with `legs`, thigh,
+    shin and foot on each side, the knees slightly bent forward."""
     rng = np.random.default_rng(roll_seed)
     a, bend = np.radians(arm_angle_deg), np.radians(elbow_bend_deg)
     bones = [
@@ -71,6 +72,10 @@ def humanoid(arm_angle_deg: float = 40.0, roll_seed: int | None = None, elbow_be
                 name = f"{finger}.{number:02d}.{side}"
                 bones.append((name, parent, tuple(joint), tuple(joint + 0.03 * along)))
                 joint, parent = joint + 0.03 * along, name
+        if legs:
+            hip, knee, ankle = (sx * 0.1, 0.01, 0.93), (sx * 0.1, -0.01, 0.51), (sx * 0.1, 0.02, 0.09)
+            bones += [(f"thigh.{side}", "spine", hip, knee), (f"shin.{side}", f"thigh.{side}", knee, ankle),
+                      (f"foot.{side}", f"shin.{side}", ankle, (sx * 0.1, -0.1, 0.02))]
     names = [b[0] for b in bones]
     rolls = rng.uniform(-np.pi, np.pi, len(bones)) if roll_seed is not None else np.zeros(len(bones))
     rest = np.stack([bone_matrix(h, t, r) for (_, _, h, t), r in zip(bones, rolls)])

@@ -50,11 +50,14 @@ def fill_bezier_fcurve(fcurve, frames: np.ndarray, values: np.ndarray, left: np.
     fcurve.update()
 
 
-def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray], frame_start: int = 1,
-                          tolerance_deg: float | None = None):
-    """A new, unassigned action keying each bone's rotation in the bone's own rotation mode; nothing in the scene
-    changes yet. With `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame;
-    without, a key on every frame where the bone turns (see core.keys.turning_frames).
+def build_action(armature, name: str, rotations: dict[str, np.ndarray], frame_start: int = 1,
+                 tolerance_deg: float | None = None, locations: dict[str, np.ndarray] | None = None,
+                 planted: frozenset[str] = frozenset()):
+    """A new, unassigned action keying each bone's rotation in the bone's own rotation mode, and the `locations`
+    (T, 3) given by bone (the hips, on a rig whose legs are solved); nothing in the scene changes yet. With
+    `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame; without, a key on
+    every frame where the bone turns or moves (see core.keys.turning_frames). The `planted` bones (the legs under a
+    planted foot) are reduced to a share of the tolerance (core.keys.PLANTED_SHARE), so the foot does not slide.
 
     Returns (action, slot). If anything fails the half-built action is removed before the error propagates.
     """
@@ -62,12 +65,14 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
     every_frame = frame_start + np.arange(len(next(iter(rotations.values()), ())), dtype=np.float32)
     shift = np.array([frame_start, 0.0])  # key and handle positions are frame offsets into the solved samples
     try:
-        by_mode: dict[str, list[str]] = {}
+        groups: dict[tuple[str, bool], list[str]] = {}
         for bone in rotations:
-            by_mode.setdefault(armature.pose.bones[bone].rotation_mode, []).append(bone)
-        for mode, bones in by_mode.items():
+            groups.setdefault((armature.pose.bones[bone].rotation_mode, bone in planted), []).append(bone)
+        for (mode, under_foot), bones in groups.items():
             values = np.stack([keys.channels(rotations[bone], mode) for bone in bones])
-            reduced = keys.reduce_bones(values, mode, tolerance_deg) if tolerance_deg is not None else None
+            reduced = None
+            if tolerance_deg is not None:
+                reduced = keys.reduce_bones(values, mode, tolerance_deg * (keys.PLANTED_SHARE if under_foot else 1.0))
             for b, bone in enumerate(bones):
                 data_path = armature.pose.bones[bone].path_from_id(keys.DATA_PATHS[mode])
                 fcurves = [compat.new_fcurve(action, slot, data_path, c, bone) for c in range(values.shape[2])]
@@ -81,6 +86,12 @@ def build_rotation_action(armature, name: str, rotations: dict[str, np.ndarray],
                 for c, fcurve in enumerate(fcurves):
                     fill_bezier_fcurve(fcurve, frame_start + curves.frames, curves.values[:, c], left[:, c] + shift,
                                        right[:, c] + shift, curves.corners)
+        for bone, location in (locations or {}).items():
+            data_path = armature.pose.bones[bone].path_from_id("location")
+            turning = keys.turning_frames(location)
+            for c in range(3):
+                fill_fcurve(compat.new_fcurve(action, slot, data_path, c, bone), every_frame[turning],
+                            location[turning, c].astype(np.float32))
     except Exception:
         bpy.data.actions.remove(action)
         raise

@@ -210,8 +210,9 @@ def add_performer(scene, motion: Motion, conductor=None, audio: str = "VIDEO", v
     try:
         skeleton = rigs.snapshot(armature)
         parts = rigs.rig_map_for(armature).resolve(skeleton.names, armature=f"Armature '{armature.name}'")
-        rotations, _ = solve_for_rig(motion, skeleton, parts, smoothing)
-        action, slot = keyframes.build_rotation_action(armature, ACTION, rotations, FIRST_FRAME, key_tolerance)
+        pose = solve_for_rig(motion, skeleton, parts, smoothing)
+        action, slot = keyframes.build_action(armature, ACTION, pose.rotations, FIRST_FRAME, key_tolerance,
+                                              pose.locations, pose.planted)
         action[GENERATED] = True
         has_plane = video_plane and _video_plane(collection, motion, (location[0], PLANE_DEPTH, 0.0))
     except Exception:
@@ -361,8 +362,9 @@ def render_rig_motiongrams(generated: Motion, captured: Motion, seconds: float, 
         conductor = rigs.append_bundled_rig(scene)
         skeleton = rigs.snapshot(conductor)
         parts = rigs.rig_map_for(conductor).resolve(skeleton.names)
-        rotations, _ = solve_for_rig(generated, skeleton, parts, smoothing=0.0)
-        action, slot = keyframes.build_rotation_action(conductor, "GM Conductor", rotations, FIRST_FRAME)
+        pose = solve_for_rig(generated, skeleton, parts, smoothing=0.0)
+        action, slot = keyframes.build_action(conductor, "GM Conductor", pose.rotations, FIRST_FRAME,
+                                              locations=pose.locations)
         compat.assign_action(conductor, action, slot)
         configure_timeline(scene, max(generated.duration, captured.duration))
         performer = add_performer(scene, captured, conductor=conductor, audio="MUSIC")

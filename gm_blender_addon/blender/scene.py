@@ -196,10 +196,11 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
                 f"Bone {bone} of armature '{armature.name}' has no {', '.join(absent)} property, which the "
                 f"'{rig_map.name}' rig map switches: choose the rig map that matches this armature."
             )
-    rotations, _ = solve_for_rig(performance.motion, skeleton, parts, smoothing)
+    pose = solve_for_rig(performance.motion, skeleton, parts, smoothing)
     store_motion(armature, performance.motion)
     name = f"GM {armature.name}"
-    action, slot = keyframes.build_rotation_action(armature, name, rotations, FIRST_FRAME, key_tolerance)
+    action, slot = keyframes.build_action(armature, name, pose.rotations, FIRST_FRAME, key_tolerance, pose.locations,
+                                          pose.planted)
     action[GENERATED] = True
     key_switches(armature, action, slot, switches)
 
@@ -224,7 +225,7 @@ def apply_performance(scene, armature, performance: Performance, rig_map: RigMap
         action_name=action.name,
         frames=performance.motion.n_frames,
         bars=len(analysis.downbeats),
-        keyed_bones=len(rotations),
+        keyed_bones=len(pose.rotations),
         keys=keyframes.key_count(action, slot),
     )
 

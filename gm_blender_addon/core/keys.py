@@ -27,6 +27,9 @@ ROTATION_MODES = (QUATERNION, AXIS_ANGLE, *EULER_ORDERS)
 DATA_PATHS = {QUATERNION: "rotation_quaternion", AXIS_ANGLE: "rotation_axis_angle",
               **{order: "rotation_euler" for order in EULER_ORDERS}}
 DEFAULT_TOLERANCE_DEG = 0.5
+# The bones of a leg whose foot stands planted are reduced to this share of the tolerance: their errors add up down
+# the leg (0.5° at the hip alone moves the foot 7 mm), and a sliding foot shows more than a hand a little off.
+PLANTED_SHARE = 0.05
 MIN_TOLERANCE_DEG, MAX_TOLERANCE_DEG = 0.01, 10.0
 # A frame whose values lie this close to the straight line between its neighbours' (in channel units: a quaternion
 # component or radians) adds nothing to linear keys. Over a run of such frames the line strays at most about

@@ -23,6 +23,9 @@ FACE_DEPTH = {"nose": 0.10, "left_eye": 0.08, "right_eye": 0.08, "left_ear": 0.0
 # How far the nose sits below the ear line with the head level, in metres; pitch is measured from here.
 NOSE_DROP = 0.01
 MAX_SMOOTHING_SIGMA = 5.0  # frames, at smoothing strength 1
+# The hips travel at most this far (in shoulder widths) sideways from where the performer stands and down from the
+# highest they stand: further is walking, which a conductor planted on the podium does not do.
+MAX_HIP_TRAVEL = 0.2
 # A measured depth flips a segment behind its parent only when it puts the child this far behind (fraction of the
 # bone's length): closer to the parent's depth plane the measurement's noise is larger than the difference.
 BEHIND_TOLERANCE = 0.15
@@ -112,3 +115,18 @@ def lift(motion: Motion, proportions: Proportions, smoothing: float = 0.0, depth
         joints[:, JOINT[f"{side}_elbow"]] = elbow
         joints[:, JOINT[f"{side}_wrist"]] = wrist
     return joints
+
+
+def hip_travel(motion: Motion, proportions: Proportions, smoothing: float = 0.0) -> np.ndarray:
+    """(T, 3) how far the hip midpoint moves, in the rig's units and the upright frame (+X the character's left, +Z
+    up): sideways from where it stands on average and down from the highest it stands, as a weight shift or a give
+    of the knees moves it; never in depth, which the keypoints cannot tell. `lift` leaves this out, placing the hips
+    on the rig's hip centre in every frame."""
+    kp = gaussian_smooth(motion.keypoints.astype(np.float64), smoothing_sigma(smoothing))
+    hips = 0.5 * (kp[:, JOINT["left_hip"]] + kp[:, JOINT["right_hip"]]) / image_scale(kp, proportions.shoulder_width)
+    limit = MAX_HIP_TRAVEL * proportions.shoulder_width
+    travel = np.zeros((len(kp), 3))
+    travel[:, 0] = np.clip(hips[:, 0] - np.median(hips[:, 0]), -limit, limit)
+    # Image y grows downwards. The highest stance is taken below the very top, which one noisy frame could set.
+    travel[:, 2] = np.clip(np.percentile(hips[:, 1], 2) - hips[:, 1], -limit, 0.0)
+    return travel

@@ -30,7 +30,10 @@ def finger_part(finger: str, joint: int, side: str) -> str:
 
 FINGER_BONE_PARTS = tuple(finger_part(finger, joint, side) for side in "LR" for finger in FINGER_NAMES
                           for joint in (1, 2, 3))
-OPTIONAL = ("hips", "shoulder.L", "shoulder.R") + FINGER_BONE_PARTS
+# With the hips and both legs mapped, the hips move as the motion's do (a weight shift, a give of the knees) and the
+# legs bend to keep the feet where they stand.
+LEG_PARTS = tuple(f"{bone}.{side}" for side in "LR" for bone in ("thigh", "shin", "foot"))
+OPTIONAL = ("hips", "shoulder.L", "shoulder.R") + LEG_PARTS + FINGER_BONE_PARTS
 # How far each bone of a finger bends at a full curl, in degrees, knuckle first: a fist for the fingers, the thumb
 # folded across the palm.
 FINGER_BEND = {"thumb": (20.0, 35.0, 50.0), "index": (75.0, 95.0, 60.0), "middle": (75.0, 95.0, 60.0),
@@ -45,6 +48,8 @@ CLAVICLE_SHARE = 0.15
 # At the top of a breath in, the chest leans back and the collarbones lift by these angles.
 BREATH_CHEST = np.radians(4.0)
 BREATH_CLAVICLE = np.radians(6.0)
+# A leg stretches to at most this share of its length, so the knee keeps a definite bend.
+MAX_LEG_REACH = 0.995
 # Below this elbow bend the arm's bending plane is undefined and is carried over from the nearest bent frame.
 STRAIGHT_ARM = np.radians(8.0)
 # Conductors flex the wrist so the hand (and baton) points towards the orchestra rather than along the forearm:
@@ -266,6 +271,81 @@ def to_armature_space(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, s
     return joints @ body_axes(skeleton, parts).T
 
 
+def stands_on_legs(parts: dict[str, str]) -> bool:
+    """Whether the rig map names the hips and both legs, so the solve can move the hips and plant the feet."""
+    return "hips" in parts and all(part in parts for part in LEG_PARTS)
+
+
+def _leg(skeleton: Skeleton, parts: dict[str, str], side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rest positions of a leg's hip joint, knee and ankle."""
+    return tuple(skeleton.head(parts[f"{bone}.{side}"]) for bone in ("thigh", "shin", "foot"))
+
+
+def pelvis_offsets(travel: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> np.ndarray | None:
+    """(T, 3) armature-space offsets of the hips from their rest place for the motion's `hip_travel` (core.lift),
+    lowered wherever a leg could not otherwise reach its foot where it stands; None for a rig without legs mapped."""
+    if not stands_on_legs(parts):
+        return None
+    axes = body_axes(skeleton, parts)
+    offsets = to_armature_space(travel, skeleton, parts)
+    up = axes[:, 2]
+    drop = np.zeros(len(offsets))
+    for side in "LR":
+        hip, knee, ankle = _leg(skeleton, parts, side)
+        reach = MAX_LEG_REACH * (np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee))
+        # How far the hip joint must come down (along up) to lie `reach` from the ankle.
+        v = hip + offsets - ankle
+        along = v @ up
+        drop = np.maximum(drop, along - np.sqrt(np.maximum(along**2 - np.sum(v * v, axis=1) + reach**2, 0.0)))
+    return offsets - drop[:, None] * up
+
+
+def hips_location(pelvis: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> np.ndarray:
+    """(T, 3) the hips bone's pose location (in its own rest axes) that moves it by `pelvis` (armature space)."""
+    b = skeleton.index[parts["hips"]]
+    parent = skeleton.parents[b]
+    if parent < 0:
+        unrotated = skeleton.rest[b]
+    else:
+        parent_world = _walk(skeleton, 1, lambda *_: None, skeleton.placing({parent}))[0, parent]
+        unrotated = parent_world @ _affine_inverse(skeleton.rest[parent]) @ skeleton.rest[b]
+    # A location t in the basis moves the bone by unrotated @ t in armature space.
+    return pelvis @ unrotated[:3, :3]
+
+
+def _two_bone(start: np.ndarray, end: np.ndarray, first: float, second: float, pole: np.ndarray) -> np.ndarray:
+    """The middle joint (T, 3) of a two-bone chain of lengths `first` and `second` from `start` to `end`, bending
+    towards `pole`; `end` must be within reach."""
+    span = end - start
+    dist = np.maximum(np.linalg.norm(span, axis=-1, keepdims=True), 1e-9)
+    axis = span / dist
+    along = (first**2 - second**2 + dist**2) / (2 * dist)
+    height = np.sqrt(np.maximum(first**2 - along**2, 0.0))
+    bend = pole - np.sum(pole * axis, axis=-1, keepdims=True) * axis
+    return start + along * axis + height * rot.normalise(bend)
+
+
+def _leg_targets(pelvis: np.ndarray, skeleton: Skeleton, parts: dict[str, str]) -> dict:
+    """World targets that bend each leg so its ankle stays where it stands while the hips move by `pelvis`, and keep
+    the foot flat as it rests."""
+    forward = -body_axes(skeleton, parts)[:, 1]
+    targets = {}
+    for side in "LR":
+        hip, knee, ankle = _leg(skeleton, parts, side)
+        straight = rot.normalise(ankle - hip)
+        pole = (knee - hip) - np.dot(knee - hip, straight) * straight
+        # A straight rest leg says nothing of where the knee goes: it goes forward, as knees do.
+        pole = pole if np.linalg.norm(pole) > 1e-3 * np.linalg.norm(knee - hip) else forward
+        moved = hip + pelvis
+        bent = _two_bone(moved, np.broadcast_to(ankle, moved.shape), np.linalg.norm(knee - hip),
+                         np.linalg.norm(ankle - knee), np.broadcast_to(pole, moved.shape))
+        foot_rest = skeleton.rest[skeleton.index[parts[f"foot.{side}"]], :3, :3]
+        targets[f"thigh.{side}"] = lambda r0, d=bent - moved: rot.swing(r0[..., 1], d) @ r0
+        targets[f"shin.{side}"] = lambda r0, d=ankle - bent: rot.swing(r0[..., 1], d) @ r0
+        targets[f"foot.{side}"] = lambda r0, rest=foot_rest: np.broadcast_to(rest, r0.shape)
+    return targets
+
+
 def _torso_frame(right: np.ndarray, up: np.ndarray) -> np.ndarray:
     # Columns X (character's left), Y (backwards), Z (up): the armature's own axes for a rig at rest.
     z = rot.normalise(up)
@@ -394,12 +474,15 @@ def _signed_angle(a: np.ndarray, b: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers: np.ndarray | None = None,
-          wrists: np.ndarray | None = None, breath: np.ndarray | None = None) -> dict[str, np.ndarray]:
+          wrists: np.ndarray | None = None, breath: np.ndarray | None = None,
+          pelvis: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Local rotation quaternions (T, 4), sign-continuous, for every keyed bone, by bone name.
 
     With the motion's `fingers` (T, 2, 5) and `wrists` (T, 2, 2) (see core.motion.Motion), a rig whose map names
     finger bones gets its fingers curled and each palm turned and the wrist flexed as they say. With its `breath`
-    (T,), the chest lifts and the collarbones rise as the conductor breathes in.
+    (T,), the chest lifts and the collarbones rise as the conductor breathes in. With `pelvis` (T, 3; see
+    `pelvis_offsets`), the hips bone is taken to move so (its location is `hips_location`'s) and the legs bend to
+    keep the feet planted.
     """
     n = len(joints)
     j = lambda name: joints[:, JOINT[name]]  # noqa: E731
@@ -459,6 +542,10 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers
         world_targets[f"forearm.{side}"] = forearm
         local_rotations.update(_finger_rotations(skeleton, parts, side, palm_local, fingers[:, hand]))
 
+    locations = {}
+    if pelvis is not None:
+        world_targets.update(_leg_targets(pelvis, skeleton, parts))
+        locations[skeleton.index[parts["hips"]]] = hips_location(pelvis, skeleton, parts)
     keyed = {skeleton.index[parts[p]]: p for p in world_targets if p in parts}
     result = {}
 
@@ -471,16 +558,17 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers
         return result[skeleton.names[b]]
 
     # Only the bones aimed at world targets need the chain above them posed; fingers turn in their own frames.
-    _walk(skeleton, n, keyed_rotation, skeleton.placing(keyed))
+    _walk(skeleton, n, keyed_rotation, skeleton.placing(keyed), locations)
     result.update({skeleton.names[b]: q for b, q in local_rotations.items()})
     return result
 
 
-def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = None) -> np.ndarray:
+def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = None,
+          locations: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Pose the chain parents first; `local_rotation(bone, unrotated world)` gives a bone's quaternions or None.
 
     Returns world (armature-space) matrices (T, B, 4, 4), of `bones` only where given (with all that place them).
-    Bones without a rotation keep their current basis.
+    Bones without a rotation keep their current basis; `locations` (T, 3) by bone index replace a basis's location.
     """
     world = np.zeros((n, len(skeleton.names), 4, 4))
     bases = np.zeros_like(world)
@@ -491,6 +579,8 @@ def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = N
         offset = skeleton.rest[b] if parent < 0 else _affine_inverse(skeleton.rest[parent]) @ skeleton.rest[b]
         unrotated = np.broadcast_to(offset if parent < 0 else world[:, parent] @ offset, (n, 4, 4))
         basis = np.broadcast_to(skeleton.basis[b], (n, 4, 4)).copy()
+        if locations and b in locations:
+            basis[:, :3, 3] = locations[b]
         q = local_rotation(b, unrotated)
         if q is not None:
             basis[:, :3, :3] = rot.matrix_from_quat(q)
@@ -533,7 +623,10 @@ def _upper_arm_target(d1: np.ndarray, d2: np.ndarray, hinge_local: np.ndarray):
     return target
 
 
-def forward_kinematics(skeleton: Skeleton, rotations: dict[str, np.ndarray]) -> np.ndarray:
-    """World (armature-space) matrices (T, B, 4, 4) with `rotations` as the keyed bones' local quaternions."""
+def forward_kinematics(skeleton: Skeleton, rotations: dict[str, np.ndarray],
+                       locations: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """World (armature-space) matrices (T, B, 4, 4) with `rotations` as the keyed bones' local quaternions and
+    `locations` as their pose locations."""
     n = len(next(iter(rotations.values())))
-    return _walk(skeleton, n, lambda b, _: rotations.get(skeleton.names[b]))
+    by_index = {skeleton.index[name]: loc for name, loc in (locations or {}).items()}
+    return _walk(skeleton, n, lambda b, _: rotations.get(skeleton.names[b]), locations=by_index)

@@ -54,6 +54,12 @@ CUE_PEAK_BEATS = 0.35  # a cue's gesture peaks this many beats before the entran
 CUE_REACH = 0.24  # how far from the shoulder the cueing hand reaches
 MAX_HEAD_TURN = np.radians(50.0)
 LEFT_REST = np.array([0.63, 0.75, 0.03])
+# The weight moves between the feet by this many times the seed's sway (keypoint units; its sway is 0.002-0.006), and
+# the upper body follows the hips by this share; the knees give by up to this much (keypoint units, about 1 cm) into
+# each downbeat.
+WEIGHT_SHIFT = 2.5
+UPPER_BODY_WEIGHT = 0.4
+KNEE_GIVE = 0.004
 # The raised left hand shapes the phrase in a slow loop (out and up, then in and down) every LOOP_BEATS beats, of
 # these half-widths (x, y, z) at full size.
 LOOP_BEATS = 2.0
@@ -373,7 +379,12 @@ def conduct(analysis: MusicAnalysis, seed: int) -> np.ndarray:
     bar_seconds = analysis.beats_per_bar * 60.0 / analysis.tempo_bpm
     sway_x = style.sway * np.sin(2 * np.pi * t / (style.sway_bars * bar_seconds) + rng.uniform(0, 2 * np.pi))
     lean_y = 0.012 * loud + 0.003 * _pulses(analysis.downbeats, t, 0.05, 0.1)
-    shift = np.stack([sway_x, lean_y, np.zeros(n)], axis=1)
+    # The weight rests on one foot through a phrase and moves to the other at the next (the hips travel, the upper
+    # body less); the knees give a little into each downbeat, lowering the whole body, more when it is loud.
+    phrase = 2 * style.sway_bars * bar_seconds
+    weight_x = WEIGHT_SHIFT * style.sway * np.tanh(3.0 * np.sin(np.pi * t / phrase + style.gaze[0, 1]))
+    give = KNEE_GIVE * (0.5 + loud) * _pulses(analysis.downbeats, t, 0.04, 0.12)
+    shift = np.stack([sway_x + UPPER_BODY_WEIGHT * weight_x, lean_y + give, np.zeros(n)], axis=1)
 
     shoulder_l, shoulder_r = SHOULDER_L + shift, SHOULDER_R + shift
     elbow_r, wrist_r = _elbows(shoulder_r, right + shift, np.array([-0.5, 1.0, 0.1]))
@@ -402,8 +413,11 @@ def conduct(analysis: MusicAnalysis, seed: int) -> np.ndarray:
         ("right_elbow", elbow_r), ("left_wrist", wrist_l), ("right_wrist", wrist_r),
     ):
         keypoints[:, JOINT[name]] = points[:, :2]
-    keypoints[:, JOINT["left_hip"]] = HIP_L + 0.3 * shift[:, :2] * (1, 0)
-    keypoints[:, JOINT["right_hip"]] = HIP_R + 0.3 * shift[:, :2] * (1, 0)
+    hips_travel = np.stack([0.3 * sway_x + weight_x, give], axis=1)
+    keypoints[:, JOINT["left_hip"]] = HIP_L + hips_travel
+    keypoints[:, JOINT["right_hip"]] = HIP_R + hips_travel
+    # ConductorMotion100 places the hips' mean on the frame's hip point.
+    keypoints -= hips_travel.mean(axis=0)
     return keypoints.astype(np.float32)
 
 

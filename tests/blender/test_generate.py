@@ -87,7 +87,7 @@ def test_evaluated_wrists_reach_the_lifted_targets(empty_scene, music_file):
     skeleton = rigs.snapshot(armature)
     parts = rigs.rig_map_for(armature).resolve(skeleton.names)
     performance = perform(music_file, seed=2)
-    _, joints = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2)
+    joints = solve_for_rig(performance.motion, skeleton, parts, smoothing=0.2).joints
     assert _generate(scene, music_file, seed=2, armature=armature) == {"FINISHED"}
 
     errors = []
@@ -168,13 +168,13 @@ def test_bad_audio_is_refused_and_nothing_changes(empty_scene, tmp_path, content
 
 
 def test_bulk_keys_match_keyframe_insert(empty_scene):
-    from gm_blender_addon.blender.keyframes import build_rotation_action
+    from gm_blender_addon.blender.keyframes import build_action
 
     armature = rigs.append_bundled_rig(empty_scene)
     rng = np.random.default_rng(0)
     q = rng.normal(size=(20, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    action, slot = build_rotation_action(armature, "bulk", {"hand.R": q})
+    action, slot = build_action(armature, "bulk", {"hand.R": q})
     compat.assign_action(armature, action, slot)
     armature.pose.bones["hand.R"].rotation_mode = "QUATERNION"
     for frame in (1, 7, 20):
@@ -218,3 +218,24 @@ def test_a_score_that_cannot_be_read_is_refused_and_nothing_changes(empty_scene,
     with pytest.raises(RuntimeError, match="broken.musicxml"):
         _generate(empty_scene, music_file, score_path=str(bad))
     assert _scene_state(empty_scene) == before
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_conductor_shifts_its_weight_with_the_feet_planted(empty_scene, music_file, sparse):
+    """The bundled rig's hips are keyed moving (weight shifts, the knees' give) and, as Blender plays the keys, the
+    feet stay where they stand."""
+    scene = empty_scene
+    armature = rigs.append_bundled_rig(scene)
+    assert _generate(scene, music_file, armature=armature, sparse_keys=sparse) == {"FINISHED"}
+    bones = armature.pose.bones
+    hips, feet = [], {side: [] for side in "LR"}
+    for frame in range(1, scene.frame_end, 7):
+        scene.frame_set(frame)
+        hips.append(np.array(bones["spine"].head))
+        for side in "LR":
+            foot = bones[f"foot.{side}"]
+            feet[side].append(np.concatenate([foot.head, foot.tail]))
+    hips = np.array(hips)
+    assert np.ptp(hips[:, 0]) > 0.005 and np.ptp(hips[:, 2]) > 0.003
+    for side in "LR":
+        assert np.ptp(np.array(feet[side]), axis=0).max() < 2e-3  # planted: heel and toe within 2 mm

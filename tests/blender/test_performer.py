@@ -148,15 +148,15 @@ def test_the_add_performer_operator_reports_bad_keypoints(conducted, tmp_path):
 
 
 def test_each_rig_is_rendered_alone_for_its_motiongram(conducted, captured, tmp_path):
-    from gm_blender_addon.blender.keyframes import build_rotation_action
+    from gm_blender_addon.blender.keyframes import build_action
 
     scene = conducted
     conductor = scene.gm_conductor.armature
     skeleton = rigs.snapshot(conductor)
-    rotations, _ = solve_for_rig(captured, skeleton, rigs.rig_map_for(conductor).resolve(skeleton.names), 0.0)
+    rotations = solve_for_rig(captured, skeleton, rigs.rig_map_for(conductor).resolve(skeleton.names), 0.0).rotations
     for bone in rotations:
         conductor.pose.bones[bone].rotation_mode = "QUATERNION"
-    compat.assign_action(conductor, *build_rotation_action(conductor, "GM Conductor", rotations))
+    compat.assign_action(conductor, *build_action(conductor, "GM Conductor", rotations))
     added = performer.add_performer(scene, captured, conductor=conductor)
     render = scene.render
     before = (render.filepath, render.resolution_x, render.engine, scene.frame_end, scene.camera.name)

@@ -112,7 +112,7 @@ def _check_performance(scene, armature, music, arms: dict[str, tuple[str, str]],
     skeleton = rigs.snapshot(armature)
     parts = rigs.rig_map_for(armature).resolve(skeleton.names)
     performance = perform(music, seed=SEED)
-    _, joints = solve_for_rig(performance.motion, skeleton, parts, smoothing=scene.gm_conductor.smoothing)
+    joints = solve_for_rig(performance.motion, skeleton, parts, smoothing=scene.gm_conductor.smoothing).joints
     world = np.array(armature.matrix_world)
     rotation = world[:3, :3] / np.linalg.norm(world[:3, 0])
     rest = {name: (world @ np.append(np.array(armature.data.bones[name].head_local), 1.0))[:3] for name in arms["L"] + arms["R"]}

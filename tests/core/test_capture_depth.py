@@ -58,8 +58,8 @@ def test_the_pipeline_lifts_captured_motion_with_its_world_landmarks(setup):
     world[:, JOINT["right_elbow"], 2] = -0.2
     world[:, JOINT["right_wrist"], 2] = -0.2 + 0.5 * proportions.forearm[1]
     captured = Motion(motion.keypoints, world=world)
-    _, measured = solve_for_rig(captured, skeleton, parts, smoothing=0.0)
-    _, plain = solve_for_rig(motion, skeleton, parts, smoothing=0.0)
+    measured = solve_for_rig(captured, skeleton, parts, smoothing=0.0).joints
+    plain = solve_for_rig(motion, skeleton, parts, smoothing=0.0).joints
     wrist, elbow = JOINT["right_wrist"], JOINT["right_elbow"]
     assert np.all(measured[:, wrist, 1] - measured[:, elbow, 1] >= -1e-9)
     assert not np.allclose(measured[:, wrist], plain[:, wrist])

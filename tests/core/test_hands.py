@@ -170,7 +170,7 @@ def test_rigs_without_finger_bones_are_solved_as_before(keypoints):
 
 def test_every_motion_reaching_a_rig_has_hands(keypoints):
     skeleton = humanoid(fingers=True)
-    rotations, _ = solve_for_rig(Motion(keypoints), skeleton, _parts(skeleton), smoothing=0.2)
+    rotations = solve_for_rig(Motion(keypoints), skeleton, _parts(skeleton), smoothing=0.2).rotations
     assert "f_index.01.L" in rotations
     assert with_hands_and_breath(Motion(keypoints)).has_hands
     own = Motion(keypoints, fingers=np.zeros((len(keypoints), 2, 5)), wrists=np.zeros((len(keypoints), 2, 2)))
