@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 
 from ..core import keys
-from . import compat
+from . import compat, rigs
 
 _KEYFRAME = bpy.types.Keyframe.bl_rna.properties
 LINEAR = _KEYFRAME["interpolation"].enum_items["LINEAR"].value
@@ -54,7 +54,8 @@ def build_action(armature, name: str, rotations: dict[str, np.ndarray], frame_st
                  tolerance_deg: float | None = None, locations: dict[str, np.ndarray] | None = None,
                  planted: frozenset[str] = frozenset()):
     """A new, unassigned action keying each bone's rotation in the bone's own rotation mode, and the `locations`
-    (T, 3) given by bone (the hips, on a rig whose legs are solved); nothing in the scene changes yet. With
+    (T, 3; world units, as rigs.snapshot measures the rig) given by bone (the hips, on a rig whose legs are solved);
+    nothing in the scene changes yet. With
     `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame; without, a key on
     every frame where the bone turns or moves (see core.keys.turning_frames). The `planted` bones (the legs under a
     planted foot) are reduced to a share of the tolerance (core.keys.PLANTED_SHARE), so the foot does not slide.
@@ -88,6 +89,7 @@ def build_action(armature, name: str, rotations: dict[str, np.ndarray], frame_st
                                        right[:, c] + shift, curves.corners)
         for bone, location in (locations or {}).items():
             data_path = armature.pose.bones[bone].path_from_id("location")
+            location = location / rigs.world_scale(armature)  # solved in world units, as rigs.snapshot gives them
             turning = keys.turning_frames(location)
             for c in range(3):
                 fill_fcurve(compat.new_fcurve(action, slot, data_path, c, bone), every_frame[turning],

@@ -162,6 +162,11 @@ def _follows(armature, pose_bone, index: dict[str, int]) -> tuple[Follow, ...]:
     return tuple(follows)
 
 
+def world_scale(armature) -> float:
+    """World units per unit of the armature's own space: its object's (uniform) scale."""
+    return float(np.mean(np.abs(armature.matrix_world.to_scale())))
+
+
 def snapshot(armature) -> Skeleton:
     """The armature's rest and current pose as plain arrays for the solver, in world units.
 
@@ -171,7 +176,7 @@ def snapshot(armature) -> Skeleton:
     bones = list(armature.data.bones)
     names = [b.name for b in bones]
     index = {name: i for i, name in enumerate(names)}
-    scale = float(np.mean(np.abs(armature.matrix_world.to_scale())))
+    scale = world_scale(armature)
     rest = np.array([np.array(b.matrix_local) for b in bones])
     basis = np.array([np.array(armature.pose.bones[b.name].matrix_basis) for b in bones])
     rest[:, :3, 3] *= scale

@@ -25,16 +25,17 @@ SEED = 4
 MIXAMO = {
     "hips": "Hips", "spine": "Spine", "spine_mid": "Spine1", "chest": "Spine2", "neck": "Neck", "head": "Head",
     "shoulder": "{Side}Shoulder", "upper_arm": "{Side}Arm", "forearm": "{Side}ForeArm", "hand": "{Side}Hand",
+    "thigh": "{Side}UpLeg", "shin": "{Side}Leg", "foot": "{Side}Foot",
 }
 UE5 = {
     "hips": "pelvis", "spine": "spine_01", "spine_mid": "spine_03", "chest": "spine_05", "neck": "neck_01",
     "head": "head", "shoulder": "clavicle_{s}", "upper_arm": "upperarm_{s}", "forearm": "lowerarm_{s}",
-    "hand": "hand_{s}", "twist": "upperarm_twist_01_{s}",
+    "hand": "hand_{s}", "twist": "upperarm_twist_01_{s}", "thigh": "thigh_{s}", "shin": "calf_{s}", "foot": "foot_{s}",
 }
 
 
-def _upper_body(names: dict[str, str], arm_angle_deg: float) -> list[tuple[str, str | None, tuple, tuple]]:
-    """(bone, parent, head, tail) of an upper body facing −Y with Z up, arms `arm_angle_deg` below horizontal."""
+def _body(names: dict[str, str], arm_angle_deg: float) -> list[tuple[str, str | None, tuple, tuple]]:
+    """(bone, parent, head, tail) of a body facing −Y with Z up, arms `arm_angle_deg` below horizontal."""
     a = np.radians(arm_angle_deg)
     bones = [
         (names["hips"], None, (0, 0, 0.95), (0, 0, 1.05)),
@@ -59,6 +60,9 @@ def _upper_body(names: dict[str, str], arm_angle_deg: float) -> list[tuple[str, 
         ]
         if "twist" in names:
             bones.append((name("twist"), name("upper_arm"), tuple(shoulder), tuple((shoulder + elbow) / 2)))
+        hip, knee, ankle, toe = (sx * 0.1, 0.01, 0.93), (sx * 0.1, -0.01, 0.51), (sx * 0.1, 0.02, 0.09), (sx * 0.1, -0.1, 0.02)
+        bones += [(name("thigh"), names["hips"], hip, knee), (name("shin"), name("thigh"), knee, ankle),
+                  (name("foot"), name("shin"), ankle, toe)]
     return bones
 
 
@@ -105,7 +109,7 @@ def _generate(scene, music, armature):
 
 def _check_performance(scene, armature, music, arms: dict[str, tuple[str, str]], chest: str, head: str):
     """The evaluated wrists match the lifted targets, the head stays up, the hands work in front of the body and
-    point (with the baton) towards the orchestra.
+    point (with the baton) towards the orchestra, and the feet, where the map names the legs, stay planted.
 
     `arms`: side ("L"/"R") → (bone at the shoulder joint, bone at the wrist) as evaluated, e.g. the deforming ones.
     """
@@ -119,7 +123,7 @@ def _check_performance(scene, armature, music, arms: dict[str, tuple[str, str]],
     # The way the rig faces at rest, in the world (from its shoulder line and the world's up): it keeps facing so.
     facing = np.cross(rest[arms["L"][0]] - rest[arms["R"][0]], [0.0, 0.0, 1.0])
     facing /= np.linalg.norm(facing)
-    errors, heads_up, hands_forward, hands_aim = [], [], [], []
+    errors, heads_up, hands_forward, hands_aim, feet = [], [], [], [], []
     for frame in range(1, performance.motion.n_frames, 17):
         scene.frame_set(frame)
         pose = armature.pose.bones
@@ -135,7 +139,10 @@ def _check_performance(scene, armature, music, arms: dict[str, tuple[str, str]],
             hands_forward.append(np.dot(at(hand_bone) - at(chest), facing))
             hands_aim.append(np.dot(world[:3, :3] @ np.array(pose[hand_bone].vector), facing))
         heads_up.append(at(head)[2] - at(chest)[2])
+        feet.append([np.concatenate([at(parts[f"foot.{s}"]), (world @ np.append(np.array(pose[parts[f"foot.{s}"]].tail), 1.0))[:3]])
+                     for s in "LR" if f"foot.{s}" in parts])
     assert max(errors) < 1e-4
+    assert np.ptp(np.array(feet), axis=0).max(initial=0.0) < 1e-3  # heels and toes stay within a millimetre
     assert min(heads_up) > 0.05
     assert np.mean(np.array(hands_forward) > 0) > 0.9
     assert np.mean(np.array(hands_aim) > 0) > 0.9
@@ -144,7 +151,7 @@ def _check_performance(scene, armature, music, arms: dict[str, tuple[str, str]],
 def test_mixamo_fbx_import_with_a_namespace(empty_scene, music_file):
     world = Matrix.Rotation(np.radians(90), 4, "X") @ Matrix.Scale(0.01, 4)
     armature = build_armature(
-        empty_scene, "Armature", _upper_body(MIXAMO, arm_angle_deg=0.0), world, prefix="mixamorig7:", roll_seed=1
+        empty_scene, "Armature", _body(MIXAMO, arm_angle_deg=0.0), world, prefix="mixamorig7:", roll_seed=1
     )
     _generate(empty_scene, music_file, armature)
     assert armature.gm_rig_map.name == "mixamo"
@@ -155,7 +162,7 @@ def test_mixamo_fbx_import_with_a_namespace(empty_scene, music_file):
 
 def test_ue5_manny_in_an_a_pose_facing_plus_y(empty_scene, music_file):
     turned = Matrix.Rotation(np.pi, 4, "Z")
-    armature = build_armature(empty_scene, "SK_Mannequin", _upper_body(UE5, arm_angle_deg=45.0), Matrix(), roll_seed=2)
+    armature = build_armature(empty_scene, "SK_Mannequin", _body(UE5, arm_angle_deg=45.0), Matrix(), roll_seed=2)
     # Bake the half turn into the rest pose: the armature space itself faces +Y.
     bpy.context.view_layer.objects.active = armature
     bpy.ops.object.mode_set(mode="EDIT")
@@ -235,7 +242,7 @@ def test_the_bundled_rig_keeps_its_own_map(empty_scene):
 def test_detect_lists_missing_bones_and_an_edited_map_is_used(empty_scene, music_file):
     # A Mixamo-like rig whose left forearm has a name of its own.
     renamed = [("LeftElbowBone" if n == "LeftForeArm" else n, "LeftElbowBone" if p == "LeftForeArm" else p, h, t)
-               for n, p, h, t in _upper_body(MIXAMO, 10.0)]
+               for n, p, h, t in _body(MIXAMO, 10.0)]
     armature = build_armature(empty_scene, "Custom", renamed, Matrix())
     empty_scene.gm_conductor.armature = armature
     assert bpy.ops.gm.rig_map_detect() == {"FINISHED"}
@@ -250,13 +257,13 @@ def test_detect_lists_missing_bones_and_an_edited_map_is_used(empty_scene, music
 
 
 def test_saved_map_loads_onto_another_rig(empty_scene, tmp_path):
-    first = build_armature(empty_scene, "First", _upper_body(UE5, 30.0), Matrix())
+    first = build_armature(empty_scene, "First", _body(UE5, 30.0), Matrix())
     empty_scene.gm_conductor.armature = first
     bpy.ops.gm.rig_map_detect()
     first.gm_rig_map.name = "my studio rig"
     path = tmp_path / "studio.json"
     assert bpy.ops.gm.rig_map_save(filepath=str(path)) == {"FINISHED"}
-    second = build_armature(empty_scene, "Second", _upper_body(UE5, 30.0), Matrix())
+    second = build_armature(empty_scene, "Second", _body(UE5, 30.0), Matrix())
     empty_scene.gm_conductor.armature = second
     assert bpy.ops.gm.rig_map_load(filepath=str(path)) == {"FINISHED"}
     assert second.gm_rig_map.name == "my studio rig"
