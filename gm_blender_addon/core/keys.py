@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rotations import continuous, matrix_from_quat, normalise, quat_from_matrix
+from .rotations import continuous, matrix_from_quat, normalise
 
 EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 QUATERNION = "QUATERNION"
@@ -34,26 +34,23 @@ MIN_TOLERANCE_DEG, MAX_TOLERANCE_DEG = 0.01, 10.0
 ON_THE_LINE = 1e-9
 
 
-def _axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    m = np.zeros(angle.shape + (3, 3))
-    i, j = (axis + 1) % 3, (axis + 2) % 3
-    m[..., axis, axis] = 1.0
-    m[..., i, i] = c
-    m[..., j, j] = c
-    m[..., j, i] = s
-    m[..., i, j] = -s
-    return m
-
-
-def matrix_from_euler(euler: np.ndarray, order: str) -> np.ndarray:
-    """(…, 3) angles stored (x, y, z) like Blender → (…, 3, 3); 'XYZ' turns about X first, then Y, then Z."""
-    euler = np.asarray(euler, dtype=np.float64)
-    m = np.broadcast_to(np.eye(3), euler.shape[:-1] + (3, 3))
+def quat_from_euler(euler: np.ndarray, order: str) -> np.ndarray:
+    """(…, 3) angles stored (x, y, z) like Blender → (…, 4) unit quaternions (w, x, y, z) with w ≥ 0; 'XYZ' turns
+    about X first, then Y, then Z: the product of each turn's half-angle quaternion, later turns on the left."""
+    half = 0.5 * np.asarray(euler, dtype=np.float64)
+    q = np.zeros(half.shape[:-1] + (4,))
+    q[..., 0] = 1.0
     for name in order:
         axis = "XYZ".index(name)
-        m = _axis_rotation(axis, euler[..., axis]) @ m
-    return m
+        c, s = np.cos(half[..., axis]), np.sin(half[..., axis])
+        # (c, s·axis) ⊗ (w, v) = (c·w - s·v_axis, c·v + s·w·axis + s·axis × v)
+        i, j = (axis + 1) % 3, (axis + 2) % 3
+        w, v = q[..., 0].copy(), q[..., 1:].copy()
+        q[..., 0] = c * w - s * v[..., axis]
+        q[..., 1 + axis] = c * v[..., axis] + s * w
+        q[..., 1 + i] = c * v[..., i] - s * v[..., j]
+        q[..., 1 + j] = c * v[..., j] + s * v[..., i]
+    return np.where(q[..., :1] < 0, -q, q)
 
 
 def euler_from_matrix(m: np.ndarray, order: str) -> np.ndarray:
@@ -125,7 +122,7 @@ def quaternions_of(values: np.ndarray, mode: str) -> np.ndarray:
     if mode == AXIS_ANGLE:
         half = 0.5 * values[:, 0]
         return np.column_stack([np.cos(half), np.sin(half)[:, None] * normalise(values[:, 1:])])
-    return quat_from_matrix(matrix_from_euler(values, mode))
+    return quat_from_euler(values, mode)
 
 
 def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gm_blender_addon.core import keys
-from gm_blender_addon.core.rotations import axis_angle, quat_from_matrix
+from gm_blender_addon.core.rotations import axis_angle, matrix_from_quat, quat_from_matrix
 
 
 def _turning(frames: int = 400) -> np.ndarray:
@@ -17,16 +17,18 @@ def _turning(frames: int = 400) -> np.ndarray:
 
 
 @pytest.mark.parametrize("order", keys.EULER_ORDERS)
-def test_euler_triples_round_trip_in_every_order(order):
+def test_euler_triples_make_the_same_quaternions_and_round_trip_in_every_order(order):
     rng = np.random.default_rng(1)
     euler = rng.uniform(-1.5, 1.5, (200, 3))
-    matrices = keys.matrix_from_euler(euler, order)
-    np.testing.assert_allclose(keys.matrix_from_euler(keys.euler_from_matrix(matrices, order), order), matrices,
-                               atol=1e-9)
     # 'XYZ' turns about X first: the matrix is Rz Ry Rx.
     x, y, z = (axis_angle(np.eye(3)[i], euler[:, i]) for i in range(3))
     first, second, third = ({"X": x, "Y": y, "Z": z}[name] for name in order)
-    np.testing.assert_allclose(matrices, third @ second @ first, atol=1e-12)
+    matrices = third @ second @ first
+    quaternions = keys.quat_from_euler(euler, order)
+    np.testing.assert_allclose(matrix_from_quat(quaternions), matrices, atol=1e-12)
+    again = keys.quat_from_euler(keys.euler_from_matrix(matrices, order), order)
+    np.testing.assert_allclose(matrix_from_quat(again), matrices, atol=1e-9)
+    assert (quaternions[:, 0] >= 0).all()
 
 
 @pytest.mark.parametrize("mode", keys.ROTATION_MODES)
