@@ -197,7 +197,7 @@ def turning_frames(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 3:
         return np.arange(len(values))
-    bends = np.abs(values[2:] - 2 * values[1:-1] + values[:-2]).max(axis=1) > ON_THE_LINE
+    bends = (np.abs(values[2:] - 2 * values[1:-1] + values[:-2]) > ON_THE_LINE).any(axis=1)
     return np.concatenate([[0], np.flatnonzero(bends) + 1, [len(values) - 1]])
 
 
@@ -261,7 +261,7 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     corners = np.concatenate([s[2] for s in slopes])
     target = quaternions_of(flat, mode)
     bends = np.zeros((bones, n), dtype=bool)  # frames off the line between their neighbours (see turning_frames)
-    bends[:, 1:-1] = np.abs(values[:, 2:] - 2 * values[:, 1:-1] + values[:, :-2]).max(axis=2) > ON_THE_LINE
+    bends[:, 1:-1] = (np.abs(values[:, 2:] - 2 * values[:, 1:-1] + values[:, :-2]) > ON_THE_LINE).any(axis=2)
     # Stretches as rows of `flat`, each searched as its own sequence of keys from its first row to its last; a bone
     # that never bends (a finger holding still through the piece) is one stretch.
     starts = np.arange(0, n - 1, STRETCH_FRAMES)
