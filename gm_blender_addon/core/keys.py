@@ -268,7 +268,7 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     ends = np.minimum(starts + STRETCH_FRAMES, n - 1)
     first = np.concatenate([b * n + (starts if bends[b].any() else starts[:1]) for b in range(bones)])
     last = np.concatenate([b * n + (ends if bends[b].any() else ends[-1:]) for b in range(bones)])
-    kept = [np.arange(bones) * n, first, last]
+    kept = [np.arange(bones) * n, first, last]  # every bone's first frame (one frame is no stretch), stretches' ends
     start = first.copy()  # each stretch's latest key
     fits_to = start + 1  # the longest segment end known to fit (the neighbouring frame always does)
     misses_at = np.full(len(first), -1)  # the shortest end known not to fit, -1 while none is known
@@ -281,22 +281,23 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     while len(active):
         key, fit, miss, end = start[active], fits_to[active], misses_at[active], last[active]
         first_probe = (fit == key + 1) & (miss < 0)
+        galloping_down = (fit == key + 1) & (miss >= 0)  # only the neighbouring frame is known to fit
         probe = np.where(miss < 0, np.minimum(end, fit + step[active]),
-                         np.where(fit == key + 1, np.maximum(fit + 1, miss - step[active]), (fit + miss) // 2))
+                         np.where(galloping_down, np.maximum(fit + 1, miss - step[active]), (fit + miss) // 2))
         fits = _segments_fit(key, probe, flat, slopes_in, slopes_out, target, mode, tolerance_deg)
         step[active] = np.where(first_probe, 1, 2 * step[active])
         fit, miss = np.where(fits, probe, fit), np.where(fits, miss, probe)
         fits_to[active], misses_at[active] = fit, miss
         found = active[(fit == end) | (miss == fit + 1)]
         kept.append(fits_to[found])
-        guess = fits_to[found] - start[found]
+        length = fits_to[found] - start[found]
         start[found] = fits_to[found]
-        fits_to[found], misses_at[found], step[found] = start[found] + 1, -1, np.maximum(guess, 2) - 1
+        # The next search's first probe is a segment as long as this one.
+        fits_to[found], misses_at[found], step[found] = start[found] + 1, -1, np.maximum(length, 2) - 1
         active = active[last[active] - start[active] > 1]  # a stretch's last frame is always a key
     rows = np.unique(np.concatenate(kept))
-    bone = rows // n
-    return [ReducedCurves(rows[bone == b] - b * n, flat[rows[bone == b]], slopes_in[rows[bone == b]],
-                          slopes_out[rows[bone == b]], corners[rows[bone == b]]) for b in range(bones)]
+    by_bone = np.split(rows, np.searchsorted(rows, np.arange(1, bones) * n))
+    return [ReducedCurves(r - b * n, flat[r], slopes_in[r], slopes_out[r], corners[r]) for b, r in enumerate(by_bone)]
 
 
 def max_error_deg(curves: ReducedCurves, values: np.ndarray, mode: str) -> float:
