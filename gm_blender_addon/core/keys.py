@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rotations import continuous, matrix_from_quat, normalise, quat_from_matrix
+from .rotations import continuous, matrix_from_quat, normalise
 
 EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 QUATERNION = "QUATERNION"
@@ -37,26 +37,23 @@ MIN_TOLERANCE_DEG, MAX_TOLERANCE_DEG = 0.01, 10.0
 ON_THE_LINE = 1e-9
 
 
-def _axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    m = np.zeros(angle.shape + (3, 3))
-    i, j = (axis + 1) % 3, (axis + 2) % 3
-    m[..., axis, axis] = 1.0
-    m[..., i, i] = c
-    m[..., j, j] = c
-    m[..., j, i] = s
-    m[..., i, j] = -s
-    return m
-
-
-def matrix_from_euler(euler: np.ndarray, order: str) -> np.ndarray:
-    """(…, 3) angles stored (x, y, z) like Blender → (…, 3, 3); 'XYZ' turns about X first, then Y, then Z."""
-    euler = np.asarray(euler, dtype=np.float64)
-    m = np.broadcast_to(np.eye(3), euler.shape[:-1] + (3, 3))
+def quat_from_euler(euler: np.ndarray, order: str) -> np.ndarray:
+    """(…, 3) angles stored (x, y, z) like Blender → (…, 4) unit quaternions (w, x, y, z) with w ≥ 0; 'XYZ' turns
+    about X first, then Y, then Z: the product of each turn's half-angle quaternion, later turns on the left."""
+    half = 0.5 * np.asarray(euler, dtype=np.float64)
+    q = np.zeros(half.shape[:-1] + (4,))
+    q[..., 0] = 1.0
     for name in order:
         axis = "XYZ".index(name)
-        m = _axis_rotation(axis, euler[..., axis]) @ m
-    return m
+        c, s = np.cos(half[..., axis]), np.sin(half[..., axis])
+        # (c, s·axis) ⊗ (w, v) = (c·w - s·v_axis, c·v + s·w·axis + s·axis × v)
+        i, j = (axis + 1) % 3, (axis + 2) % 3
+        w, v = q[..., 0].copy(), q[..., 1:].copy()
+        q[..., 0] = c * w - s * v[..., axis]
+        q[..., 1 + axis] = c * v[..., axis] + s * w
+        q[..., 1 + i] = c * v[..., i] - s * v[..., j]
+        q[..., 1 + j] = c * v[..., j] + s * v[..., i]
+    return np.where(q[..., :1] < 0, -q, q)
 
 
 def euler_from_matrix(m: np.ndarray, order: str) -> np.ndarray:
@@ -128,7 +125,7 @@ def quaternions_of(values: np.ndarray, mode: str) -> np.ndarray:
     if mode == AXIS_ANGLE:
         half = 0.5 * values[:, 0]
         return np.column_stack([np.cos(half), np.sin(half)[:, None] * normalise(values[:, 1:])])
-    return quat_from_matrix(matrix_from_euler(values, mode))
+    return quat_from_euler(values, mode)
 
 
 def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -203,7 +200,7 @@ def turning_frames(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 3:
         return np.arange(len(values))
-    bends = np.abs(values[2:] - 2 * values[1:-1] + values[:-2]).max(axis=1) > ON_THE_LINE
+    bends = (np.abs(values[2:] - 2 * values[1:-1] + values[:-2]) > ON_THE_LINE).any(axis=1)
     return np.concatenate([[0], np.flatnonzero(bends) + 1, [len(values) - 1]])
 
 
@@ -212,24 +209,52 @@ def reduce_curves(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_
     return reduce_bones(np.asarray(values)[None], mode, tolerance_deg)[0]
 
 
-# Candidate next keys tested at once per stretch: enough to bracket the next key in two or three rounds, few enough
-# that a bone that hardly moves (keys seconds apart) is not tested at every frame of its long stretches.
-CANDIDATES = 24
-# Each bone is reduced in stretches of this many frames, all at once: the greedy search is sequential within a
-# stretch, so long pieces would otherwise take one round per key.  A key at each stretch's end costs one extra key
+# Each bone is reduced in stretches of this many frames, all at once: the search is sequential within a stretch, so
+# long pieces would otherwise take one round per probe of every key.  A key at each stretch's end costs one extra key
 # per 10 s.
 STRETCH_FRAMES = 300
+# The first probe from a stretch's first key, in frames; later keys start from the length of the segment before.
+FIRST_GUESS = 8
+
+
+def _segments_fit(begin: np.ndarray, end: np.ndarray, values: np.ndarray, slopes_in: np.ndarray,
+                  slopes_out: np.ndarray, target: np.ndarray, mode: str, tolerance_deg: float) -> np.ndarray:
+    """Whether each segment, keys at rows begin[i] and end[i] of `values`, plays within `tolerance_deg` of the
+    `target` unit quaternions at every frame between them (the keys themselves hold the solved values)."""
+    inner = end - begin - 1
+    fits = np.ones(len(begin), dtype=bool)
+    tested = np.flatnonzero(inner > 0)
+    begin, end, inner = begin[tested], end[tested], inner[tested]
+    # Each segment's Hermite cubic in powers of u, the share of the way from its first key to its last, repeated for
+    # each of its frames and laid out channel by channel, so that every step below runs along all frames at once.
+    span = (end - begin).astype(np.float64)
+    v0, v1 = values[begin].T, values[end].T
+    m0, m1 = slopes_out[begin].T * span, slopes_in[end].T * span
+    powers = np.repeat(np.stack([v0, m0, 3 * (v1 - v0) - 2 * m0 - m1, 2 * (v0 - v1) + m0 + m1]), inner, axis=2)
+    segment = np.repeat(np.arange(len(tested)), inner)
+    after = np.arange(len(segment)) - np.repeat(np.cumsum(inner) - inner, inner) + 1  # frames after the first key
+    u = after / np.repeat(span, inner)
+    curve = ((powers[3] * u + powers[2]) * u + powers[1]) * u + powers[0]
+    # Blender normalises a keyed quaternion as it plays it, and the angle test below does not depend on its length.
+    played = curve if mode == QUATERNION else quaternions_of(curve.T, mode).T
+    # Within the tolerance: the angle 2·acos(|p·t| / |p|) ≤ tolerance, squared so as to need no root nor acos.
+    dot = np.einsum("cn,cn->n", played, np.take(target, np.repeat(begin, inner) + after, axis=0).T)
+    square = np.einsum("cn,cn->n", played, played)
+    strays = dot * dot < np.cos(np.radians(tolerance_deg) / 2) ** 2 * square
+    fits[tested[segment[strays]]] = False
+    return fits
 
 
 def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_TOLERANCE_DEG) -> list[ReducedCurves]:
     """Few keys, on solved samples, for which each bone's curves stay within `tolerance_deg` of its solved rotation
     at every frame; `values` (B, T, C) are B bones keyed in the same `mode`.
 
-    Greedy from the first frame: each key is followed by the farthest frame that can be the next key.  It is
-    bracketed by testing up to CANDIDATES frames at once, spread over a window that doubles while all of them fit,
-    then over the bracket between the last that fits and the first that does not, until the two are neighbours.
-    Every bone's stretches are searched together.  Keys are shared by a bone's channels so that its rotation is
-    keyed as a whole, as animators key it."""
+    Greedy from the first frame: each key is followed by a frame that can be the next key while the frame after it
+    cannot.  The search for it probes one segment per round: first as long as the segment before (motion keeps its
+    pace from beat to beat); from there, while probes fit, 1, 2, 4, … frames longer, or, while they do not, 1, 2, 4,
+    … frames shorter; then it bisects between the longest that fits and the shortest that does not.  Every bone's
+    stretches are searched together, one probe each per round.  Keys are shared by a bone's channels so that its
+    rotation is keyed as a whole, as animators key it."""
     values = np.asarray(values, dtype=np.float64)
     bones, n, width = values.shape
     flat = values.reshape(bones * n, width)
@@ -238,72 +263,44 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     slopes_out = np.concatenate([s[1] for s in slopes])
     corners = np.concatenate([s[2] for s in slopes])
     target = quaternions_of(flat, mode)
-    # Stretches as (first row, last row) of `flat`; each searched as its own sequence of keys.
-    edges = list(range(0, n - 1, STRETCH_FRAMES)) + [n - 1]
-    stretches = [(b * n + e0, b * n + e1) for b in range(bones) for e0, e1 in zip(edges, edges[1:])]
-    last = [e1 for _, e1 in stretches]
-    kept: list[list[int]] = [[e0] for e0, _ in stretches]
-    start = [e0 for e0, _ in stretches]
-    fits_to = [e0 + 1 for e0, _ in stretches]  # the farthest end known to fit (the neighbouring frame always does)
-    misses_at: list[int | None] = [None] * len(stretches)  # the nearest end known not to fit
-    window = [8] * len(stretches)
-    for r, (e0, e1) in enumerate(stretches):
-        # A stretch that is a straight line (a bone holding still) is its two ends, with no search.
-        if fits_to[r] == last[r] or len(turning_frames(flat[e0:e1 + 1])) == 2:
-            start[r] = last[r]
-            kept[r].append(last[r])
-    active = [r for r in range(len(stretches)) if start[r] < last[r]]
-    while active:
-        end, bounds = [], [0]
-        for r in active:
-            top = misses_at[r] - 1 if misses_at[r] is not None else min(last[r], start[r] + window[r])
-            if top - fits_to[r] <= CANDIDATES:
-                candidates = np.arange(fits_to[r] + 1, top + 1)
-            else:
-                candidates = np.unique(np.linspace(fits_to[r] + 1, top, CANDIDATES).round().astype(int))
-            end.append(candidates)
-            bounds.append(bounds[-1] + len(candidates))
-        end = np.concatenate(end)
-        count = np.diff(bounds)
-        begin = np.repeat([start[r] for r in active], count)
-        lengths = end - begin + 1
-        owner = np.repeat(np.arange(len(end)), lengths)
-        at = begin[owner] + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        first, final = begin[owner], end[owner]
-        curve = _hermite(flat[first], slopes_out[first], flat[final], slopes_in[final], first, final, at)
-        error = angle_between_deg(quaternions_of(curve, mode), target[at])
-        fits = np.maximum.reduceat(error, np.cumsum(lengths) - lengths) <= tolerance_deg
-        # Per stretch: how many of its candidates fit before the first that does not (all of them when none misses).
-        offsets = np.array(bounds[:-1])
-        local = np.arange(len(end)) - np.repeat(offsets, count)
-        misses = np.minimum.reduceat(np.where(fits, np.repeat(count, count), local), offsets)
-        last_fit = end[offsets + np.maximum(misses - 1, 0)].tolist()
-        first_miss = end[np.minimum(offsets + misses, len(end) - 1)].tolist()
-        still = []
-        for r, miss, n_tested, fit_end, miss_end in zip(active, misses.tolist(), count.tolist(), last_fit, first_miss):
-            if miss:
-                fits_to[r] = fit_end
-            if miss < n_tested:
-                misses_at[r] = miss_end
-            elif misses_at[r] is None and fits_to[r] < last[r]:
-                window[r] *= 2
-            if fits_to[r] == last[r] or (misses_at[r] is not None and misses_at[r] - fits_to[r] == 1):
-                window[r] = max(8, 2 * (fits_to[r] - start[r]))
-                start[r] = fits_to[r]
-                kept[r].append(start[r])
-                fits_to[r], misses_at[r] = start[r] + 1, None
-                if fits_to[r] == last[r]:  # one frame left: it is the stretch's last key
-                    start[r] = last[r]
-                    kept[r].append(last[r])
-            if start[r] < last[r]:
-                still.append(r)
-        active = still
-    out = []
-    per_bone = len(edges) - 1
-    for b in range(bones):
-        rows = np.unique(np.concatenate([kept[r] for r in range(b * per_bone, (b + 1) * per_bone)] or [[b * n]]))
-        out.append(ReducedCurves(rows - b * n, flat[rows], slopes_in[rows], slopes_out[rows], corners[rows]))
-    return out
+    bends = np.zeros((bones, n), dtype=bool)  # frames off the line between their neighbours (see turning_frames)
+    bends[:, 1:-1] = (np.abs(values[:, 2:] - 2 * values[:, 1:-1] + values[:, :-2]) > ON_THE_LINE).any(axis=2)
+    # Stretches as rows of `flat`, each searched as its own sequence of keys from its first row to its last; a bone
+    # that never bends (a finger holding still through the piece) is one stretch.
+    starts = np.arange(0, n - 1, STRETCH_FRAMES)
+    ends = np.minimum(starts + STRETCH_FRAMES, n - 1)
+    first = np.concatenate([b * n + (starts if bends[b].any() else starts[:1]) for b in range(bones)])
+    last = np.concatenate([b * n + (ends if bends[b].any() else ends[-1:]) for b in range(bones)])
+    kept = [np.arange(bones) * n, first, last]  # every bone's first frame (one frame is no stretch), stretches' ends
+    start = first.copy()  # each stretch's latest key
+    fits_to = start + 1  # the longest segment end known to fit (the neighbouring frame always does)
+    misses_at = np.full(len(first), -1)  # the shortest end known not to fit, -1 while none is known
+    # The next probe's distance from the end known to fit (or to miss).  A stretch that does not bend inside is
+    # probed whole first: a straight line is one segment, two keys.
+    inner_bends = np.cumsum(bends.ravel())
+    straight = inner_bends[np.maximum(last - 1, first)] == inner_bends[first]
+    step = np.where(straight, last - first - 1, FIRST_GUESS - 1)
+    active = np.flatnonzero(last - start > 1)
+    while len(active):
+        key, fit, miss, end = start[active], fits_to[active], misses_at[active], last[active]
+        first_probe = (fit == key + 1) & (miss < 0)
+        galloping_down = (fit == key + 1) & (miss >= 0)  # only the neighbouring frame is known to fit
+        probe = np.where(miss < 0, np.minimum(end, fit + step[active]),
+                         np.where(galloping_down, np.maximum(fit + 1, miss - step[active]), (fit + miss) // 2))
+        fits = _segments_fit(key, probe, flat, slopes_in, slopes_out, target, mode, tolerance_deg)
+        step[active] = np.where(first_probe, 1, 2 * step[active])
+        fit, miss = np.where(fits, probe, fit), np.where(fits, miss, probe)
+        fits_to[active], misses_at[active] = fit, miss
+        found = active[(fit == end) | (miss == fit + 1)]
+        kept.append(fits_to[found])
+        length = fits_to[found] - start[found]
+        start[found] = fits_to[found]
+        # The next search's first probe is a segment as long as this one.
+        fits_to[found], misses_at[found], step[found] = start[found] + 1, -1, np.maximum(length, 2) - 1
+        active = active[last[active] - start[active] > 1]  # a stretch's last frame is always a key
+    rows = np.unique(np.concatenate(kept))
+    by_bone = np.split(rows, np.searchsorted(rows, np.arange(1, bones) * n))
+    return [ReducedCurves(r - b * n, flat[r], slopes_in[r], slopes_out[r], corners[r]) for b, r in enumerate(by_bone)]
 
 
 def max_error_deg(curves: ReducedCurves, values: np.ndarray, mode: str) -> float:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gm_blender_addon.core import keys
-from gm_blender_addon.core.rotations import axis_angle, quat_from_matrix
+from gm_blender_addon.core.rotations import axis_angle, matrix_from_quat, quat_from_matrix
 
 
 def _turning(frames: int = 400) -> np.ndarray:
@@ -17,16 +17,18 @@ def _turning(frames: int = 400) -> np.ndarray:
 
 
 @pytest.mark.parametrize("order", keys.EULER_ORDERS)
-def test_euler_triples_round_trip_in_every_order(order):
+def test_euler_triples_make_the_same_quaternions_and_round_trip_in_every_order(order):
     rng = np.random.default_rng(1)
     euler = rng.uniform(-1.5, 1.5, (200, 3))
-    matrices = keys.matrix_from_euler(euler, order)
-    np.testing.assert_allclose(keys.matrix_from_euler(keys.euler_from_matrix(matrices, order), order), matrices,
-                               atol=1e-9)
     # 'XYZ' turns about X first: the matrix is Rz Ry Rx.
     x, y, z = (axis_angle(np.eye(3)[i], euler[:, i]) for i in range(3))
     first, second, third = ({"X": x, "Y": y, "Z": z}[name] for name in order)
-    np.testing.assert_allclose(matrices, third @ second @ first, atol=1e-12)
+    matrices = third @ second @ first
+    quaternions = keys.quat_from_euler(euler, order)
+    np.testing.assert_allclose(matrix_from_quat(quaternions), matrices, atol=1e-12)
+    again = keys.quat_from_euler(keys.euler_from_matrix(matrices, order), order)
+    np.testing.assert_allclose(matrix_from_quat(again), matrices, atol=1e-9)
+    assert (quaternions[:, 0] >= 0).all()
 
 
 @pytest.mark.parametrize("mode", keys.ROTATION_MODES)
@@ -105,3 +107,41 @@ def test_linear_keys_skip_frames_on_the_line_between_their_neighbours():
     curve = np.sin(3 * t)
     assert keys.turning_frames(curve).tolist() == list(range(50))
     assert keys.turning_frames(curve[:2]).tolist() == [0, 1]
+
+
+def _rough(frames: int, seed: int) -> np.ndarray:
+    """A bone jittering about three axes: its turning speed takes a random step every frame, with sudden changes of
+    pace; (frames, 4) quaternions that stay within about a radian of rest (Euler's singularity is never reached)."""
+    rng = np.random.default_rng(seed)
+    speed = np.cumsum(rng.normal(0.0, 0.004, (frames, 3)), axis=0) + np.where(rng.random((frames, 1)) < 0.02,
+                                                                                 rng.normal(0.0, 0.03, (frames, 3)), 0)
+    turn = np.cumsum(speed, axis=0)
+    turn = 0.9 * turn / max(1.0, np.abs(turn).max())
+    return quat_from_matrix(axis_angle(turn, np.linalg.norm(turn, axis=1)))
+
+
+@pytest.mark.parametrize("mode", ["QUATERNION", "YZX", "AXIS_ANGLE"])
+def test_rough_bones_over_many_stretches_stay_within_the_tolerance_with_no_key_to_spare(mode):
+    # Long enough for several stretches, with a still bone and a bone still for a stretch amid motion.
+    frames = 2 * keys.STRETCH_FRAMES + 57
+    still_then_moving = _rough(frames, 3)
+    still_then_moving[: keys.STRETCH_FRAMES + 1] = still_then_moving[keys.STRETCH_FRAMES]
+    bones = [_rough(frames, 1), _rough(frames, 2), np.tile(_rough(1, 4), (frames, 1)), still_then_moving]
+    values = np.stack([keys.channels(q, mode) for q in bones])
+    tolerance = 0.5
+    reduced = keys.reduce_bones(values, mode, tolerance)
+    assert list(reduced[2].frames) == [0, frames - 1]
+    assert reduced[3].frames[1] == keys.STRETCH_FRAMES
+    stretch_ends = set(range(0, frames, keys.STRETCH_FRAMES)) | {frames - 1}
+    for curves, bone in zip(reduced, values):
+        assert keys.max_error_deg(curves, bone, mode) <= tolerance + 1e-9
+        # Greedy: no key could have been left out for a segment one frame longer, but at a stretch's end.
+        slopes_in, slopes_out, corners = keys.sample_slopes(bone)
+        for key, following in zip(curves.frames[:-1], curves.frames[1:]):
+            if following in stretch_ends:
+                continue
+            longer = np.array([key, following + 1])
+            stretched = keys.ReducedCurves(longer, bone[longer], slopes_in[longer], slopes_out[longer],
+                                           corners[longer])
+            span = bone[key:following + 2]
+            assert keys.max_error_deg(stretched, span, mode) > tolerance, (key, following)
