@@ -181,7 +181,8 @@ def bench_human_likeness() -> None:
         baton = next(o for o in scene.objects if o.parent == armature and o.parent_type == "BONE")
         tip = max((v.co.copy() for v in baton.data.vertices), key=lambda co: co.y)
         bones = armature.pose.bones
-        ends = {"spine": "head", "spine.003": "tail", "spine.006": "head", "spine.006 ": "tail"}
+        ends = {"spine": "head", "spine.003": "tail", "spine.006": "head", "spine.006 ": "tail",
+                "foot.L": "head", "foot.L ": "tail", "foot.R": "head", "foot.R ": "tail"}
         track: dict[str, list] = {name: [] for name in
                                   ("tip", "grip", "hand.R", "hand.L", "elbow.R", "elbow.L", "shoulder.R",
                                    "shoulder.L", *ends)}
@@ -249,6 +250,9 @@ def bench_human_likeness() -> None:
         tops = [f for f in range(1, len(breath) - 31) if breath[f] > 0.9 and breath[f] >= breath[f - 1]
                 and breath[f] > breath[f + 1]]
         rise = [100 * (at[f"shoulder.{side}"][f, 2] - at[f"shoulder.{side}"][f + 30, 2]) for f in tops for side in "RL"]
+        slide = max(np.ptp(at[name], axis=0).max() for name in ("foot.L", "foot.L ", "foot.R", "foot.R "))
+        print(f"  weight: the hips travel {100 * np.ptp(at['spine'][:, 0]):.1f} cm sideways and "
+              f"{100 * np.ptp(at['spine'][:, 2]):.1f} cm up and down; heels and toes move at most {1000 * slide:.2f} mm")
         print(f"  breath: {len(tops)} entries breathed in; at the top the shoulders stand "
               f"{np.median(rise) if rise else float('nan'):.1f} cm above where they are a second later")
         print(f"  flick: at the ictus the baton's tip reaches its lowest point {1000 * np.median(leads):.0f} ms "

@@ -50,50 +50,56 @@ def fill_bezier_fcurve(fcurve, frames: np.ndarray, values: np.ndarray, left: np.
     fcurve.update()
 
 
+def _key_channels(fcurves, values: np.ndarray, reduced: keys.ReducedCurves | None, frame_start: int) -> None:
+    """Key (T, C) solved `values` on one F-curve per channel: linearly on every frame where they turn, or, when they
+    were `reduced`, on its Bézier keys."""
+    if reduced is None:
+        turning = keys.turning_frames(values)
+        for c, fcurve in enumerate(fcurves):
+            fill_fcurve(fcurve, frame_start + turning.astype(np.float32), values[turning, c].astype(np.float32))
+        return
+    shift = np.array([frame_start, 0.0])  # key and handle positions are frame offsets into the solved samples
+    left, right = reduced.handles()
+    for c, fcurve in enumerate(fcurves):
+        fill_bezier_fcurve(fcurve, frame_start + reduced.frames, reduced.values[:, c], left[:, c] + shift,
+                           right[:, c] + shift, reduced.corners)
+
+
 def build_action(armature, name: str, rotations: dict[str, np.ndarray], frame_start: int = 1,
                  tolerance_deg: float | None = None, locations: dict[str, np.ndarray] | None = None,
                  planted: frozenset[str] = frozenset()):
     """A new, unassigned action keying each bone's rotation in the bone's own rotation mode, and the `locations`
     (T, 3; world units, as rigs.snapshot measures the rig) given by bone (the hips, on a rig whose legs are solved);
-    nothing in the scene changes yet. With
-    `tolerance_deg`, sparse Bézier keys within that angle of the solved rotation at every frame; without, a key on
+    nothing in the scene changes yet. With `tolerance_deg`, sparse Bézier keys within that angle of the solved
+    rotation at every frame (locations within core.keys.LOCATION_PER_DEGREE metres per degree); without, a key on
     every frame where the bone turns or moves (see core.keys.turning_frames). The `planted` bones (the legs under a
     planted foot) are reduced to a share of the tolerance (core.keys.PLANTED_SHARE), so the foot does not slide.
 
     Returns (action, slot). If anything fails the half-built action is removed before the error propagates.
     """
     action, slot = compat.new_action(name)
-    every_frame = frame_start + np.arange(len(next(iter(rotations.values()), ())), dtype=np.float32)
-    shift = np.array([frame_start, 0.0])  # key and handle positions are frame offsets into the solved samples
     try:
         groups: dict[tuple[str, bool], list[str]] = {}
         for bone in rotations:
             groups.setdefault((armature.pose.bones[bone].rotation_mode, bone in planted), []).append(bone)
         for (mode, under_foot), bones in groups.items():
             values = np.stack([keys.channels(rotations[bone], mode) for bone in bones])
-            reduced = None
+            reduced = [None] * len(bones)
             if tolerance_deg is not None:
                 reduced = keys.reduce_bones(values, mode, tolerance_deg * (keys.PLANTED_SHARE if under_foot else 1.0))
             for b, bone in enumerate(bones):
                 data_path = armature.pose.bones[bone].path_from_id(keys.DATA_PATHS[mode])
                 fcurves = [compat.new_fcurve(action, slot, data_path, c, bone) for c in range(values.shape[2])]
-                if reduced is None:
-                    turning = keys.turning_frames(values[b])
-                    for c, fcurve in enumerate(fcurves):
-                        fill_fcurve(fcurve, every_frame[turning], values[b, turning, c].astype(np.float32))
-                    continue
-                curves = reduced[b]
-                left, right = curves.handles()
-                for c, fcurve in enumerate(fcurves):
-                    fill_bezier_fcurve(fcurve, frame_start + curves.frames, curves.values[:, c], left[:, c] + shift,
-                                       right[:, c] + shift, curves.corners)
+                _key_channels(fcurves, values[b], reduced[b], frame_start)
         for bone, location in (locations or {}).items():
+            scale = rigs.world_scale(armature)
+            location = location / scale  # in the armature's own units, as the bone's location is
+            reduced = None
+            if tolerance_deg is not None:
+                reduced = keys.reduce_locations(location[None], keys.LOCATION_PER_DEGREE * tolerance_deg / scale)[0]
             data_path = armature.pose.bones[bone].path_from_id("location")
-            location = location / rigs.world_scale(armature)  # solved in world units, as rigs.snapshot gives them
-            turning = keys.turning_frames(location)
-            for c in range(3):
-                fill_fcurve(compat.new_fcurve(action, slot, data_path, c, bone), every_frame[turning],
-                            location[turning, c].astype(np.float32))
+            _key_channels([compat.new_fcurve(action, slot, data_path, c, bone) for c in range(3)], location, reduced,
+                          frame_start)
     except Exception:
         bpy.data.actions.remove(action)
         raise

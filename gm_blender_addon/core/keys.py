@@ -30,6 +30,9 @@ DEFAULT_TOLERANCE_DEG = 0.5
 # The bones of a leg whose foot stands planted are reduced to this share of the tolerance: their errors add up down
 # the leg (0.5° at the hip alone moves the foot 7 mm), and a sliding foot shows more than a hand a little off.
 PLANTED_SHARE = 0.05
+# Sparse location keys (the hips, moving over planted feet) stay within this many metres per degree of the rotation
+# tolerance: half a millimetre at the default, so the feet do not slide.
+LOCATION_PER_DEGREE = 0.001
 MIN_TOLERANCE_DEG, MAX_TOLERANCE_DEG = 0.01, 10.0
 # A frame whose values lie this close to the straight line between its neighbours' (in channel units: a quaternion
 # component or radians) adds nothing to linear keys. Over a run of such frames the line strays at most about
@@ -217,12 +220,11 @@ STRETCH_FRAMES = 300
 FIRST_GUESS = 8
 
 
-def _segments_fit(begin: np.ndarray, end: np.ndarray, values: np.ndarray, slopes_in: np.ndarray,
-                  slopes_out: np.ndarray, target: np.ndarray, mode: str, tolerance_deg: float) -> np.ndarray:
-    """Whether each segment, keys at rows begin[i] and end[i] of `values`, plays within `tolerance_deg` of the
-    `target` unit quaternions at every frame between them (the keys themselves hold the solved values)."""
+def _played(begin: np.ndarray, end: np.ndarray, values: np.ndarray, slopes_in: np.ndarray,
+            slopes_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The segments with frames between their keys (rows begin[i] to end[i] of `values`) played along those frames:
+    (which segments, each frame's segment among them, each frame's row, the curves (C, frames))."""
     inner = end - begin - 1
-    fits = np.ones(len(begin), dtype=bool)
     tested = np.flatnonzero(inner > 0)
     begin, end, inner = begin[tested], end[tested], inner[tested]
     # Each segment's Hermite cubic in powers of u, the share of the way from its first key to its last, repeated for
@@ -234,14 +236,32 @@ def _segments_fit(begin: np.ndarray, end: np.ndarray, values: np.ndarray, slopes
     segment = np.repeat(np.arange(len(tested)), inner)
     after = np.arange(len(segment)) - np.repeat(np.cumsum(inner) - inner, inner) + 1  # frames after the first key
     u = after / np.repeat(span, inner)
-    curve = ((powers[3] * u + powers[2]) * u + powers[1]) * u + powers[0]
+    return tested, segment, np.repeat(begin, inner) + after, ((powers[3] * u + powers[2]) * u + powers[1]) * u + powers[0]
+
+
+def _rotations_fit(begin, end, values, slopes_in, slopes_out, target: np.ndarray, mode: str,
+                   tolerance_deg: float) -> np.ndarray:
+    """Whether each segment plays within `tolerance_deg` of the `target` unit quaternions at every frame between its
+    keys (the keys themselves hold the solved values)."""
+    fits = np.ones(len(begin), dtype=bool)
+    tested, segment, rows, curve = _played(begin, end, values, slopes_in, slopes_out)
     # Blender normalises a keyed quaternion as it plays it, and the angle test below does not depend on its length.
     played = curve if mode == QUATERNION else quaternions_of(curve.T, mode).T
     # Within the tolerance: the angle 2·acos(|p·t| / |p|) ≤ tolerance, squared so as to need no root nor acos.
-    dot = np.einsum("cn,cn->n", played, np.take(target, np.repeat(begin, inner) + after, axis=0).T)
+    dot = np.einsum("cn,cn->n", played, np.take(target, rows, axis=0).T)
     square = np.einsum("cn,cn->n", played, played)
     strays = dot * dot < np.cos(np.radians(tolerance_deg) / 2) ** 2 * square
     fits[tested[segment[strays]]] = False
+    return fits
+
+
+def _locations_fit(begin, end, values, slopes_in, slopes_out, tolerance: float) -> np.ndarray:
+    """Whether each segment plays within `tolerance` (a distance) of the solved locations at every frame between its
+    keys."""
+    fits = np.ones(len(begin), dtype=bool)
+    tested, segment, rows, curve = _played(begin, end, values, slopes_in, slopes_out)
+    error = curve - np.take(values, rows, axis=0).T
+    fits[tested[segment[np.einsum("cn,cn->n", error, error) > tolerance**2]]] = False
     return fits
 
 
@@ -256,13 +276,28 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
     stretches are searched together, one probe each per round.  Keys are shared by a bone's channels so that its
     rotation is keyed as a whole, as animators key it."""
     values = np.asarray(values, dtype=np.float64)
+    target = quaternions_of(values.reshape(-1, values.shape[2]), mode)
+    return _reduce(values, lambda begin, end, flat, slopes_in, slopes_out: _rotations_fit(
+        begin, end, flat, slopes_in, slopes_out, target, mode, tolerance_deg))
+
+
+def reduce_locations(values: np.ndarray, tolerance: float) -> list[ReducedCurves]:
+    """Few keys for which each bone's location curves stay within `tolerance` (a distance, in the locations' units)
+    of its solved location at every frame; `values` (B, T, 3). The search is reduce_bones's."""
+    values = np.asarray(values, dtype=np.float64)
+    return _reduce(values, lambda begin, end, flat, slopes_in, slopes_out: _locations_fit(
+        begin, end, flat, slopes_in, slopes_out, tolerance))
+
+
+def _reduce(values: np.ndarray, segments_fit) -> list[ReducedCurves]:
+    """reduce_bones's search over (B, T, C) `values`, with `segments_fit(begin rows, end rows, rows of values,
+    arriving slopes, leaving slopes)` saying which segments play within the tolerance."""
     bones, n, width = values.shape
     flat = values.reshape(bones * n, width)
     slopes = [sample_slopes(v) for v in values]
     slopes_in = np.concatenate([s[0] for s in slopes])
     slopes_out = np.concatenate([s[1] for s in slopes])
     corners = np.concatenate([s[2] for s in slopes])
-    target = quaternions_of(flat, mode)
     bends = np.zeros((bones, n), dtype=bool)  # frames off the line between their neighbours (see turning_frames)
     bends[:, 1:-1] = (np.abs(values[:, 2:] - 2 * values[:, 1:-1] + values[:, :-2]) > ON_THE_LINE).any(axis=2)
     # Stretches as rows of `flat`, each searched as its own sequence of keys from its first row to its last; a bone
@@ -287,7 +322,7 @@ def reduce_bones(values: np.ndarray, mode: str, tolerance_deg: float = DEFAULT_T
         galloping_down = (fit == key + 1) & (miss >= 0)  # only the neighbouring frame is known to fit
         probe = np.where(miss < 0, np.minimum(end, fit + step[active]),
                          np.where(galloping_down, np.maximum(fit + 1, miss - step[active]), (fit + miss) // 2))
-        fits = _segments_fit(key, probe, flat, slopes_in, slopes_out, target, mode, tolerance_deg)
+        fits = segments_fit(key, probe, flat, slopes_in, slopes_out)
         step[active] = np.where(first_probe, 1, 2 * step[active])
         fit, miss = np.where(fits, probe, fit), np.where(fits, miss, probe)
         fits_to[active], misses_at[active] = fit, miss

@@ -145,3 +145,14 @@ def test_rough_bones_over_many_stretches_stay_within_the_tolerance_with_no_key_t
                                            corners[longer])
             span = bone[key:following + 2]
             assert keys.max_error_deg(stretched, span, mode) > tolerance, (key, following)
+
+
+def test_sparse_location_keys_stay_within_their_distance():
+    """The hips' location over planted feet: a slow sway with a dip on each beat, kept within half a millimetre."""
+    t = np.arange(900) / 30.0
+    location = np.stack([0.03 * np.tanh(3 * np.sin(np.pi * t / 8)), np.zeros_like(t),
+                         -0.01 * np.exp(-((t % 0.5 - 0.05) / 0.08) ** 2)], axis=1)
+    curves = keys.reduce_locations(location[None], 0.0005)[0]
+    played = curves.evaluate(np.arange(len(t)))
+    assert np.linalg.norm(played - location, axis=1).max() <= 0.0005
+    assert len(curves.frames) < len(t) / 3
