@@ -165,7 +165,8 @@ def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smo
     """(local quaternions by bone name, lifted joints (T, 13, 3)) for the rig described by `skeleton` and `parts`.
 
     Captured motion brings its measured depth, which decides whether arms reach in front of or behind the body.
-    A motion without hands (captured, or saved before motions had them) gets them from its arms alone.
+    A motion without hands (captured before capture read them, or saved before motions had them) gets them from its
+    arms alone.
     """
     motion = with_hands(motion)
     lifted = lift(motion, proportions(skeleton, parts), smoothing=smoothing, depth=motion.depth)
