@@ -110,8 +110,9 @@ def crop(frame: np.ndarray, square: Square, size: int, edge: str) -> np.ndarray:
 
     def at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         # One flat gather (much quicker than indexing rows and columns): outside the frame the index clamps onto
-        # its edge, which black then masks.
+        # its edge, which black then masks. Widened to float32 here, the blending below runs on one type, faster.
         values = np.take(pixels, np.clip(rows, 0, height - 1) * width + np.clip(cols, 0, width - 1), axis=0)
+        values = values.astype(np.float32)
         if edge == "edge":
             return values
         return values * ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))[..., None]
