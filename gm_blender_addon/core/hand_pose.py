@@ -48,6 +48,12 @@ SQUARE_CENTRE = 1.0
 SQUARE_SIDE = 4.0
 # The wrist's pose visibility below which the hand is not looked for (it is hidden or outside the frame).
 MIN_WRIST_VISIBILITY = 0.5
+# Squares smaller than this (pixels) are not read: a hand under 16 pixels long shows no fingers to measure.
+MIN_SQUARE_SIDE = 32.0
+# A hand missed this many times in a row is looked for only every RETRY_EVERY frames until it is found again (a hand
+# the network cannot make out, gloved or half outside the picture, costs the model's time in every frame otherwise).
+MISSES_BEFORE_RETRYING = 8
+RETRY_EVERY = 4
 # Hand landmarks: the wrist, and each finger's four (base joint … tip) in FINGER_NAMES order.
 WRIST = 0
 FINGER_LANDMARKS = {name: tuple(range(1 + 4 * f, 5 + 4 * f)) for f, name in enumerate(FINGER_NAMES)}
@@ -77,6 +83,7 @@ class HandTracker:
     def __init__(self, models: Path | None = None, threads: int | None = None):
         self.session = model_session(MODEL_FILE, models, threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.misses = {side: 0 for side in HAND_SIDES}  # frames in a row in which the hand was not found
 
     def read(self, frame: np.ndarray, square: Square) -> Hand | None:
         """The hand in `square`, or None when the network sees none there."""
@@ -97,11 +104,15 @@ class HandTracker:
         hands = []
         for side in HAND_SIDES:
             wrist, little, index = POSE_HAND[side]
-            if pose.visibility[wrist] < MIN_WRIST_VISIBILITY:
-                hands.append(None)
-                continue
             square = hand_square(pose.pixels[wrist], pose.pixels[index], pose.pixels[little])
-            hands.append(self.read(frame, square))
+            misses = self.misses[side]
+            retrying = misses >= MISSES_BEFORE_RETRYING and (misses - MISSES_BEFORE_RETRYING) % RETRY_EVERY != 0
+            if pose.visibility[wrist] < MIN_WRIST_VISIBILITY or square.size < MIN_SQUARE_SIDE or retrying:
+                hand = None
+            else:
+                hand = self.read(frame, square)
+            self.misses[side] = 0 if hand is not None else misses + 1
+            hands.append(hand)
         return hands
 
 

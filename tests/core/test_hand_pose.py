@@ -191,3 +191,32 @@ def test_a_missing_hand_model_is_named(tmp_path):
     pytest.importorskip("onnxruntime")
     with pytest.raises(PoseModelError, match="hand_landmark_full.onnx is missing; reinstall the add-on"):
         hp.HandTracker(models=tmp_path)
+
+
+def test_a_hand_missed_again_and_again_is_looked_for_less_often(monkeypatch):
+    """After MISSES_BEFORE_RETRYING misses in a row, one look every RETRY_EVERY frames until the hand is found again;
+    hidden wrists and hands too small to show fingers are not read at all."""
+    pytest.importorskip("onnxruntime")
+    tracker = hp.HandTracker()
+    looks, found_from = [], [np.inf]
+    monkeypatch.setattr(tracker, "read", lambda frame, square: looks.append(frame) or (
+        hp.Hand(None, None, 1.0) if frame >= found_from[0] else None))
+    pixels = np.zeros((33, 2))
+    for side in HAND_SIDES:
+        wrist, little, index = hp.POSE_HAND[side]
+        pixels[wrist], pixels[little], pixels[index] = (100.0, 200.0), (120.0, 160.0), (90.0, 160.0)
+    pose = hp.Pose(pixels=pixels, world=np.zeros((33, 3)), visibility=np.ones(33))
+    missing = hp.MISSES_BEFORE_RETRYING + 3 * hp.RETRY_EVERY
+    for frame in range(missing):
+        tracker(frame, pose)
+    expected = list(range(hp.MISSES_BEFORE_RETRYING)) + list(range(hp.MISSES_BEFORE_RETRYING, missing, hp.RETRY_EVERY))
+    assert looks[::2] == expected  # each frame looked at is looked at for both hands
+    found_from[0] = missing  # the next look finds the hand, and from then on every frame is looked at
+    for frame in range(missing, missing + 3 * hp.RETRY_EVERY):
+        tracker(frame, pose)
+    assert looks[2 * len(expected)::2] == list(range(missing, missing + 3 * hp.RETRY_EVERY))
+    looks.clear()
+    hidden = hp.Pose(pixels=pixels, world=np.zeros((33, 3)), visibility=np.zeros(33))
+    tiny = hp.Pose(pixels=pixels * 0.1, world=np.zeros((33, 3)), visibility=np.ones(33))
+    tracker(100, hidden), tracker(101, tiny)
+    assert looks == []
