@@ -83,7 +83,7 @@ class Landmarks:
     world: np.ndarray  # (N, 13, 3) metres, origin between the hips, x right, y down, z away from the camera
     visibility: np.ndarray  # (N, 13)
     detected: np.ndarray  # (N,) bool
-    hands: np.ndarray  # (N, 2, 21, 3) each hand's landmarks (HAND_SIDES order) in metres, in the world's axes; NaN unseen
+    hands: np.ndarray  # (N, 2, 21, 3) each hand's landmarks (HAND_SIDES order), metres in the world's axes; NaN: unseen
 
     @property
     def hands_seen(self) -> np.ndarray:
@@ -425,7 +425,7 @@ def capture(
     progress: Progress | None = None,
     cancelled: Cancelled | None = None,
 ) -> Capture:
-    """Track the performer in `video` → Motion at 30 fps (CM100) with world landmarks and visibility.
+    """Track the performer in `video` → Motion at 30 fps (CM100) with world landmarks, visibility, fingers and wrists.
 
     `audio_out`: where to write the video's audio track as WAV (skipped when None or when there is none).
     Raises CaptureError for unusable input and CaptureCancelled when `cancelled()` turns true.
