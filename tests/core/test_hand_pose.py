@@ -193,6 +193,22 @@ def test_a_missing_hand_model_is_named(tmp_path):
         hp.HandTracker(models=tmp_path)
 
 
+def pose_with_hands(visibility: float = 1.0, scale: float = 1.0) -> hp.Pose:
+    """A pose with both wrists at (100, 200) pixels and the knuckles 40 pixels above, times `scale`."""
+    pixels = np.zeros((33, 2))
+    for side in HAND_SIDES:
+        wrist, little, index = hp.POSE_HAND[side]
+        pixels[wrist], pixels[little], pixels[index] = (100.0, 200.0), (120.0, 160.0), (90.0, 160.0)
+    return hp.Pose(pixels=pixels * scale, world=np.zeros((33, 3)), visibility=np.full(33, visibility))
+
+
+def hand_found(shift: float) -> hp.Hand:
+    """A hand whose wrist the network put `shift` pixels right of the pose's wrist, its palm 40 pixels long."""
+    pixels = np.zeros((21, 2))
+    pixels[hp.WRIST], pixels[hp.MIDDLE_KNUCKLE] = (100.0 + shift, 200.0), (100.0 + shift, 160.0)
+    return hp.Hand(pixels=pixels, world=np.zeros((21, 3)), presence=1.0)
+
+
 def test_a_hand_missed_again_and_again_is_looked_for_less_often(monkeypatch):
     """After MISSES_BEFORE_RETRYING misses in a row, one look every RETRY_EVERY frames until the hand is found again;
     hidden wrists and hands too small to show fingers are not read at all."""
@@ -200,12 +216,8 @@ def test_a_hand_missed_again_and_again_is_looked_for_less_often(monkeypatch):
     tracker = hp.HandTracker()
     looks, found_from = [], [np.inf]
     monkeypatch.setattr(tracker, "read", lambda frame, square: looks.append(frame) or (
-        hp.Hand(None, None, 1.0) if frame >= found_from[0] else None))
-    pixels = np.zeros((33, 2))
-    for side in HAND_SIDES:
-        wrist, little, index = hp.POSE_HAND[side]
-        pixels[wrist], pixels[little], pixels[index] = (100.0, 200.0), (120.0, 160.0), (90.0, 160.0)
-    pose = hp.Pose(pixels=pixels, world=np.zeros((33, 3)), visibility=np.ones(33))
+        hand_found(0.0) if frame >= found_from[0] else None))
+    pose = pose_with_hands()
     missing = hp.MISSES_BEFORE_RETRYING + 3 * hp.RETRY_EVERY
     for frame in range(missing):
         tracker(frame, pose)
@@ -216,7 +228,15 @@ def test_a_hand_missed_again_and_again_is_looked_for_less_often(monkeypatch):
         tracker(frame, pose)
     assert looks[2 * len(expected)::2] == list(range(missing, missing + 3 * hp.RETRY_EVERY))
     looks.clear()
-    hidden = hp.Pose(pixels=pixels, world=np.zeros((33, 3)), visibility=np.zeros(33))
-    tiny = hp.Pose(pixels=pixels * 0.1, world=np.zeros((33, 3)), visibility=np.ones(33))
-    tracker(100, hidden), tracker(101, tiny)
+    tracker(100, pose_with_hands(visibility=0.0)), tracker(101, pose_with_hands(scale=0.1))
     assert looks == []
+
+
+def test_a_hand_found_away_from_the_arm_is_dropped(monkeypatch):
+    """When the hands come together, one square may show the other hand: found with its wrist more than a palm's
+    length from the pose's wrist, it is not taken for this one."""
+    pytest.importorskip("onnxruntime")
+    tracker = hp.HandTracker()
+    for shift, kept in ((10.0, True), (35.0, True), (45.0, False)):
+        monkeypatch.setattr(tracker, "read", lambda frame, square, shift=shift: hand_found(shift))
+        assert [hand is not None for hand in tracker(None, pose_with_hands())] == [kept, kept]
