@@ -3,10 +3,10 @@
     python -m gm_blender_addon.training.convert_pose_models [--mediapipe DIR] [--out gm_blender_addon/data/pose]
 
 The add-on runs the converted models on the onnxruntime it already bundles (core/pose.py), so that capture works in a
-stock Blender of any supported version, whose Python MediaPipe may have no wheels for (the hand landmark model is run
-by core/hand_pose.py). Run this in an environment
-with `mediapipe==0.10.21` (the source of the models) and `tflite==2.18.0` (TFLite's flatbuffer schema, for reading
-them) installed; the shipped results are in gm_blender_addon/data/pose/ with MediaPipe's licence.
+stock Blender of any supported version, whose Python MediaPipe may have no wheels for (core/hand_pose.py runs the hand
+landmark model). Run this in an environment with `mediapipe==0.10.21` (the source of the models) and `tflite==2.18.0`
+(TFLite's flatbuffer schema, for reading them) installed; the shipped results are in gm_blender_addon/data/pose/ with
+MediaPipe's licence.
 
 The conversion is exact, not a re-training: each TFLite operator becomes the ONNX operator that computes the same
 function, the weights are copied unchanged (float16, widened to float32 in the graph, as TFLite's DEQUANTIZE does),
@@ -267,9 +267,11 @@ class Converter:
             rank = len(self.shape(inputs[0]))
             axes = [a % rank for a in self.constants[inputs[1]].tolist()]
             if rank == 4:
+                if not options.KeepDims() and sorted(axes) != [1, 2]:
+                    raise NotImplementedError("MEAN that drops other axes than height and width")
                 # NHWC axes as NCHW axes: the data stays in NCHW, so do the reduced axes.
                 axes = [NHWC_TO_NCHW.index(a) for a in axes]
-                layout = "nchw" if options.KeepDims() else "nhwc"  # without the kept axes only batch and channels stay
+                layout = "nchw" if options.KeepDims() else "nhwc"  # without height and width: (batch, channels)
                 data = self.activation(inputs[0], "nchw")
             else:
                 layout, data = "nhwc", self.activation(inputs[0], "nhwc")
