@@ -11,6 +11,7 @@ import soundfile
 from gm_blender_addon.core import capture as cap
 from gm_blender_addon.core.hands import hand_poses
 from gm_blender_addon.core.motion import FPS, HAND_SIDES, JOINT, N_FINGERS, N_JOINTS, normalise, resample
+from gm_blender_addon.pipeline import with_hands
 
 pytest.importorskip("onnxruntime")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -87,9 +88,10 @@ def test_captured_motion_carries_the_filmed_hands(rig_capture):
     assert motion.meta["hands_seen"] == report.hands_seen
     assert "hands seen in frames: left" in report.summary()
     assert not any("hand was never seen" in w for w in report.warnings)
-    # They are the filmed hands, not the rules that follow the arm.
-    rule_fingers, rule_wrists = hand_poses(motion.keypoints)
+    # They are the filmed hands, not the rules that follow the arm, and they are what reaches the rig.
+    _, rule_wrists = hand_poses(motion.keypoints)
     assert np.abs(motion.wrists - rule_wrists).mean() > 0.1
+    assert with_hands(motion) is motion
 
 
 def test_the_audio_track_is_extracted(rig_capture):
