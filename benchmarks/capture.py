@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/capture.py [--repeat N]
 
 Speed: the rendered-rig fixture (640x480, 25 fps) played N times in a row, so that the tracker's one-off start-up
-counts for little; decoding, pose estimation and landmark copying are all inside the figure, as in a real capture.
+counts for little; decoding, pose estimation, hand landmarks and landmark copying are all inside the figure, as in a
+real capture.
 Accuracy: tracked pixels against the joints projected through the render camera
 (tests/fixtures/build_capture_fixtures.py), as a fraction of the true shoulder width.
 """
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gm_blender_addon.core import capture  # noqa: E402
-from gm_blender_addon.core.motion import JOINT, resample  # noqa: E402
+from gm_blender_addon.core.motion import HAND_SIDES, JOINT, resample  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 RIG_VIDEO = FIXTURES / "conductor_rig_25fps.mp4"
@@ -47,7 +48,8 @@ def speed(times: int) -> None:
         elapsed = time.perf_counter() - started
     print(f"Speed at {info.width}x{info.height} on {os.cpu_count()} CPU cores: {landmarks.n_frames} frames in "
           f"{elapsed:.1f} s = {landmarks.n_frames / elapsed:.1f} frames/s (target ≥ 15), "
-          f"person found in {int(landmarks.detected.sum())} frames")
+          f"person found in {int(landmarks.detected.sum())} frames, hands in "
+          + ", ".join(f"{count} ({side})" for side, count in zip(HAND_SIDES, landmarks.hands_seen.sum(axis=0))))
 
 
 def accuracy() -> None:

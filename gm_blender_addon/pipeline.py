@@ -178,8 +178,8 @@ def solve_for_rig(motion: Motion, skeleton: Skeleton, parts: dict[str, str], smo
     """The motion solved for the rig described by `skeleton` and `parts`.
 
     Captured motion brings its measured depth, which decides whether arms reach in front of or behind the body.
-    A motion without hands (captured, or saved before motions had them) gets them from its arms alone. On a rig
-    whose map names the legs, the hips move as the motion's do and the feet stay planted.
+    A motion without hands (captured before capture read them, or saved before motions had them) gets them from its
+    arms alone. On a rig whose map names the legs, the hips move as the motion's do and the feet stay planted.
     """
     motion = with_hands_and_breath(motion)
     rig = proportions(skeleton, parts)

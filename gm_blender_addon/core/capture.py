@@ -6,6 +6,11 @@ time and stay flagged by their visibility; jitter is then removed with a One-Eur
 when a joint is still, light when it moves fast); finally everything is resampled to 30 fps and put into the
 ConductorMotion100 normalisation. The world landmarks and per-joint visibility travel along in the same .npz.
 
+In every frame with a person, MediaPipe's hand landmark model (core/hand_pose.py) looks at each hand where the pose
+puts it; the fingers' curls and the wrists' flexion and turn it shows go through the same filling, smoothing and
+resampling, and become the Motion's fingers and wrists. A hand never seen gets the rule-based hands of core/hands.py,
+which follow the arm.
+
 Video is decoded, and its audio track copied out, by the ffmpeg binary that the imageio-ffmpeg wheel ships; with
 onnxruntime and numpy that is all capture needs, so it runs in any Python the add-on's wheels are installed for
 (Blender's own included), and this module and the worker process that runs it never need Blender.
@@ -24,7 +29,10 @@ from typing import Callable
 
 import numpy as np
 
-from .motion import FPS, HIP_MIDPOINT, JOINT, JOINT_NAMES, N_JOINTS, SHOULDER_WIDTH, Motion, resample
+from .hand_pose import N_HAND_LANDMARKS, HandTracker, finger_curls, wrist_angles
+from .hands import hand_poses
+from .motion import (FPS, HAND_SIDES, HIP_MIDPOINT, JOINT, JOINT_NAMES, N_FINGERS, N_JOINTS, SHOULDER_WIDTH, Motion,
+                     resample)
 from .pose import PoseModelError, PoseTracker
 
 Progress = Callable[[float, str], None]
@@ -75,6 +83,12 @@ class Landmarks:
     world: np.ndarray  # (N, 13, 3) metres, origin between the hips, x right, y down, z away from the camera
     visibility: np.ndarray  # (N, 13)
     detected: np.ndarray  # (N,) bool
+    hands: np.ndarray  # (N, 2, 21, 3) each hand's landmarks (HAND_SIDES order), metres in the world's axes; NaN: unseen
+
+    @property
+    def hands_seen(self) -> np.ndarray:
+        """(N, 2) bool: where each hand was found."""
+        return np.isfinite(self.hands[:, :, 0, 0])
 
     @property
     def n_frames(self) -> int:
@@ -89,6 +103,7 @@ class CaptureReport:
     downscaled_to: tuple[int, int] | None
     throughput_fps: float
     audio: Path | None
+    hands_seen: dict[str, int]  # source frames in which each hand was found
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -99,6 +114,9 @@ class CaptureReport:
         parts = [f"person found in {self.source_frames - self.undetected_frames} of {self.source_frames} frames"]
         if self.undetected_frames:
             parts.append(f"{self.undetected_frames} frames ({self.undetected_percent:.1f} %) without a person, filled")
+        seen = ", ".join(f"{side} {100 * count / max(1, self.source_frames):.0f} %" for side, count in
+                         self.hands_seen.items())
+        parts.append(f"hands seen in frames: {seen}")
         if self.downscaled_to:
             parts.append(f"downscaled to {self.downscaled_to[0]}x{self.downscaled_to[1]}")
         parts.append(f"{self.throughput_fps:.1f} frames/s")
@@ -161,18 +179,20 @@ def read_frames(info: VideoInfo, scale: float | None = None, grey: bool = False)
         frames.close()
 
 
-def pose_estimator(fps: float) -> PoseTracker:
-    """MediaPipe's full pose model on onnxruntime, from the add-on's own files (nothing is downloaded)."""
+def estimators(fps: float) -> tuple[PoseTracker, HandTracker]:
+    """MediaPipe's full pose and hand landmark models on onnxruntime, from the add-on's own files (nothing is
+    downloaded)."""
     try:
-        return PoseTracker(fps)
+        return PoseTracker(fps), HandTracker()
     except PoseModelError as exc:
         raise CaptureError(str(exc)) from exc
 
 
 def detect(info: VideoInfo, progress: Progress | None = None, cancelled: Cancelled | None = None) -> Landmarks:
-    """Track the person in every frame. Raises CaptureCancelled when `cancelled()` turns true."""
-    pixels, world, visibility, detected = [], [], [], []
-    tracker = pose_estimator(info.fps)
+    """Track the person, and their hands, in every frame. Raises CaptureCancelled when `cancelled()` turns true."""
+    pixels, world, visibility, detected, hands = [], [], [], [], []
+    tracker, hand_tracker = estimators(info.fps)
+    unseen = np.full((N_HAND_LANDMARKS, 3), np.nan)
     to_original = 1.0 / info.scale
     for index, frame in enumerate(read_frames(info)):
         if cancelled is not None and cancelled():
@@ -183,18 +203,19 @@ def detect(info: VideoInfo, progress: Progress | None = None, cancelled: Cancell
             world.append(np.full((N_JOINTS, 3), np.nan))
             visibility.append(np.zeros(N_JOINTS))
             detected.append(False)
+            hands.append([unseen, unseen])
         else:
             pixels.append(pose.pixels[list(MEDIAPIPE_INDEX)] * to_original)
             world.append(pose.world[list(MEDIAPIPE_INDEX)])
             visibility.append(pose.visibility[list(MEDIAPIPE_INDEX)])
             detected.append(True)
+            hands.append([unseen if hand is None else hand.world for hand in hand_tracker(frame, pose)])
         if progress is not None and index % PROGRESS_EVERY == 0:
             progress(min(index / info.frame_count, 1.0), f"Tracking the performer: frame {index + 1}")
     if not detected:
         raise CaptureError(f"{info.path.name} has no video frames that could be decoded.")
-    return Landmarks(
-        pixels=np.array(pixels), world=np.array(world), visibility=np.array(visibility), detected=np.array(detected)
-    )
+    return Landmarks(pixels=np.array(pixels), world=np.array(world), visibility=np.array(visibility),
+                     detected=np.array(detected), hands=np.array(hands))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -308,6 +329,39 @@ def clean(landmarks: Landmarks, fps: float, strength: float, threshold: float = 
     return resample(pixels, fps), resample(world, fps), visibility, filled, warnings
 
 
+def _turn_continuous(turn: np.ndarray) -> np.ndarray:
+    """Wrist turns (N,) without jumps of a full turn between frames, the whole series moved by whole turns so that
+    its median lies in -π/2 … 3π/2, around thumb-up (the range hand_pose.wrist_angles gives single frames in)."""
+    turn = np.unwrap(turn)
+    return turn - 2 * np.pi * np.floor((np.median(turn) + np.pi / 2) / (2 * np.pi))
+
+
+def hand_motion(landmarks: Landmarks, fps: float, strength: float, keypoints: np.ndarray):
+    """(fingers (T, 2, 5), wrists (T, 2, 2), warnings) at 30 fps from the raw hand landmarks: the curls and wrist
+    angles of the frames where a hand was seen, filled between them, smoothed and resampled like the joints. A hand
+    never seen gets the rule-based hands for the motion's `keypoints` (T, 13, 2), which follow the arm."""
+    seen = landmarks.hands_seen
+    n = len(keypoints)
+    fingers, wrists = np.empty((n, len(HAND_SIDES), N_FINGERS)), np.empty((n, len(HAND_SIDES), 2))
+    warnings = []
+    for h, side in enumerate(HAND_SIDES):
+        frames = seen[:, h]
+        if not frames.any():
+            fingers[:, h], wrists[:, h] = (values[:, h] for values in hand_poses(keypoints))
+            warnings.append(f"the {side} hand was never seen clearly: its fingers and wrist follow the arm")
+            continue
+        hand, body = landmarks.hands[frames, h], landmarks.world[frames]
+        angles = wrist_angles(hand, body, side)
+        angles[:, 1] = _turn_continuous(angles[:, 1])
+        both = np.concatenate([finger_curls(hand, side), angles], axis=1)
+        series = np.full((landmarks.n_frames, both.shape[1]), np.nan)
+        series[frames] = both
+        # Curls and angles are of one size (a full curl, a radian), so speeds in them are measured alike.
+        series = resample(one_euro(fill_gaps(series, frames), fps, strength), fps)
+        fingers[:, h], wrists[:, h] = np.clip(series[:, :N_FINGERS], 0.0, 1.0), series[:, N_FINGERS:]
+    return fingers, wrists, warnings
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Audio
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,7 +425,7 @@ def capture(
     progress: Progress | None = None,
     cancelled: Cancelled | None = None,
 ) -> Capture:
-    """Track the performer in `video` → Motion at 30 fps (CM100) with world landmarks and visibility.
+    """Track the performer in `video` → Motion at 30 fps (CM100) with world landmarks, visibility, fingers and wrists.
 
     `audio_out`: where to write the video's audio track as WAV (skipped when None or when there is none).
     Raises CaptureError for unusable input and CaptureCancelled when `cancelled()` turns true.
@@ -392,6 +446,8 @@ def capture(
     pixels, world, visibility, filled, warnings = clean(landmarks, info.fps, smoothing)
     scale, offset = normalisation(pixels)
     keypoints = pixels * scale + offset
+    fingers, wrists, hand_warnings = hand_motion(landmarks, info.fps, smoothing, keypoints)
+    warnings += hand_warnings
 
     audio = None
     if audio_out is not None:
@@ -416,6 +472,7 @@ def capture(
         downscaled_to=downscaled,
         throughput_fps=throughput,
         audio=audio,
+        hands_seen={side: int(count) for side, count in zip(HAND_SIDES, landmarks.hands_seen.sum(axis=0))},
         warnings=warnings,
     )
     meta = {
@@ -426,14 +483,15 @@ def capture(
         "video_frames": landmarks.n_frames,
         "undetected_frames": undetected,
         "filled_frames": report.filled_frames,
+        "hands_seen": report.hands_seen,
         "visibility_threshold": VISIBILITY_THRESHOLD,
         "smoothing": smoothing,
         "pixels_to_keypoints": {"scale": scale, "offset": [float(v) for v in offset]},
         "audio": str(audio.resolve()) if audio else None,
         "warnings": warnings,
-        "estimator": "MediaPipe pose_landmark_full on onnxruntime",
+        "estimator": "MediaPipe pose_landmark_full and hand_landmark_full on onnxruntime",
     }
-    motion = Motion(keypoints=keypoints, meta=meta, world=world, visibility=visibility)
+    motion = Motion(keypoints=keypoints, meta=meta, world=world, visibility=visibility, fingers=fingers, wrists=wrists)
     if progress:
         progress(1.0, "Done")
     return Capture(motion=motion, report=report)

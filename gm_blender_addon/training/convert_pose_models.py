@@ -1,11 +1,12 @@
-"""Convert MediaPipe's pose models (TFLite, Apache-2.0, inside the mediapipe==0.10.21 wheel) to ONNX, once.
+"""Convert MediaPipe's pose and hand models (TFLite, Apache-2.0, inside the mediapipe==0.10.21 wheel) to ONNX, once.
 
     python -m gm_blender_addon.training.convert_pose_models [--mediapipe DIR] [--out gm_blender_addon/data/pose]
 
 The add-on runs the converted models on the onnxruntime it already bundles (core/pose.py), so that capture works in a
-stock Blender of any supported version, whose Python MediaPipe may have no wheels for. Run this in an environment
-with `mediapipe==0.10.21` (the source of the models) and `tflite==2.18.0` (TFLite's flatbuffer schema, for reading
-them) installed; the shipped results are in gm_blender_addon/data/pose/ with MediaPipe's licence.
+stock Blender of any supported version, whose Python MediaPipe may have no wheels for (core/hand_pose.py runs the hand
+landmark model). Run this in an environment with `mediapipe==0.10.21` (the source of the models) and `tflite==2.18.0`
+(TFLite's flatbuffer schema, for reading them) installed; the shipped results are in gm_blender_addon/data/pose/ with
+MediaPipe's licence.
 
 The conversion is exact, not a re-training: each TFLite operator becomes the ONNX operator that computes the same
 function, the weights are copied unchanged (float16, widened to float32 in the graph, as TFLite's DEQUANTIZE does),
@@ -21,11 +22,14 @@ from pathlib import Path
 import numpy as np
 
 # The models and the outputs the add-on reads from each: the pose detector's boxes and scores; the landmark model's
-# landmarks, pose presence, heatmap and world landmarks (its segmentation mask is left out).
+# landmarks, pose presence, heatmap and world landmarks (its segmentation mask is left out); all four outputs of the
+# hand landmark model (landmarks, hand presence, handedness, world landmarks).
 MODELS = {
     "pose_detection": ("pose_detection/pose_detection.tflite", ["Identity", "Identity_1"]),
     "pose_landmark_full": ("pose_landmark/pose_landmark_full.tflite", ["Identity", "Identity_1", "Identity_3",
                                                                        "Identity_4"]),
+    "hand_landmark_full": ("hand_landmark/hand_landmark_full.tflite", ["Identity", "Identity_1", "Identity_2",
+                                                                       "Identity_3"]),
 }
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs, and old enough for every onnxruntime the zips carry
@@ -258,6 +262,30 @@ class Converter:
             axis = options.Axis() % len(self.shape(output))
             result = self.node("Concat", [self.activation(i, "nhwc") for i in inputs], axis=axis)
             self.set(output, self.fused(result, options.FusedActivationFunction()), "nhwc")
+        elif name == "MEAN":
+            options = self.options(op, tflite.ReducerOptions)
+            rank = len(self.shape(inputs[0]))
+            axes = [a % rank for a in self.constants[inputs[1]].tolist()]
+            if rank == 4:
+                if not options.KeepDims() and sorted(axes) != [1, 2]:
+                    raise NotImplementedError("MEAN that drops other axes than height and width")
+                # NHWC axes as NCHW axes: the data stays in NCHW, so do the reduced axes.
+                axes = [NHWC_TO_NCHW.index(a) for a in axes]
+                layout = "nchw" if options.KeepDims() else "nhwc"  # without height and width: (batch, channels)
+                data = self.activation(inputs[0], "nchw")
+            else:
+                layout, data = "nhwc", self.activation(inputs[0], "nhwc")
+            # Opset 17's ReduceMean takes its axes as an attribute (an input only from opset 18).
+            self.set(output, self.node("ReduceMean", [data], axes=axes, keepdims=int(options.KeepDims())), layout)
+        elif name == "FULLY_CONNECTED":
+            options = self.options(op, tflite.FullyConnectedOptions)
+            if len(self.shape(inputs[0])) != 2 or options.KeepNumDims():
+                raise NotImplementedError("FULLY_CONNECTED on more than a batch of vectors")
+            operands = [self.activation(inputs[0], "nhwc"), self.weight(inputs[1])]  # weights: [out, in]
+            if len(inputs) > 2 and inputs[2] >= 0:
+                operands.append(self.weight(inputs[2]))
+            result = self.node("Gemm", operands, transB=1)
+            self.set(output, self.fused(result, options.FusedActivationFunction()), "nhwc")
         elif name == "LOGISTIC":
             layout = "nchw" if (inputs[0], "nchw") in self.names else "nhwc"
             self.set(output, self.node("Sigmoid", [self.activation(inputs[0], layout)]), layout)
@@ -290,7 +318,7 @@ class Converter:
         nodes = _needed(self.nodes, [o.name for o in outputs])
         used = {name for node in nodes for name in node.input}
         initializers = [i for i in self.initializers if i.name in used]
-        graph = helper.make_graph(nodes, "pose", inputs, outputs, initializers)
+        graph = helper.make_graph(nodes, "mediapipe", inputs, outputs, initializers)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                                  producer_name=__name__)
 
