@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .core.analysis import (DEFAULT_TRACKER, GivenBeats, MusicAnalysis, MusicHints, Progress, analyse,
-                            analysis_from_record)
+                            analysis_from_record, compute_spectral)
 from .core.align import AlignmentError, align_score
 from .core.audio import Audio, load_audio
 from .core.breath import breathing
@@ -108,10 +108,11 @@ def perform_score(
 def analyse_with_score(audio: Audio, score: Score, plan: SeatingPlan,
                        progress: Progress | None = None) -> MusicAnalysis:
     """The analysis of `audio` from its aligned score. AlignmentError when the score does not match it."""
-    alignment = align_score(score, audio, progress=_scaled(progress, 0.0, 0.8))
+    spectral = compute_spectral(audio)  # the aligner's beat activation and the analysis both read them
+    alignment = align_score(score, audio, progress=_scaled(progress, 0.0, 0.8), spectral=spectral)
     if progress:
         progress(0.8, "Reading dynamics and cues from the score")
-    return score_analysis(audio, alignment, plan)
+    return score_analysis(audio, alignment, plan, spectral)
 
 
 def _generate(generator: str, audio: Audio | None, analysis: MusicAnalysis, seed: int,

@@ -23,6 +23,7 @@ import numpy as np
 from .audio import Audio, filterbank_power
 
 if TYPE_CHECKING:
+    from .analysis import Spectral
     from .score import Score
 
 Progress = Callable[[float, str], None]
@@ -232,8 +233,10 @@ def _fine_path(score_chroma_: np.ndarray, audio_chroma: np.ndarray, first: np.nd
 # The alignment
 
 
-def align_score(score: Score, audio: Audio, progress: Progress | None = None) -> ScoreAlignment:
-    """Where every position of `score` falls in `audio`. AlignmentError when they do not match."""
+def align_score(score: Score, audio: Audio, progress: Progress | None = None,
+                spectral: Spectral | None = None) -> ScoreAlignment:
+    """Where every position of `score` falls in `audio`. AlignmentError when they do not match. `spectral`: the
+    recording's spectral features (core.analysis.compute_spectral) when the caller has them already."""
     import librosa
 
     report = progress or (lambda fraction, message: None)
@@ -290,7 +293,7 @@ def align_score(score: Score, audio: Audio, progress: Progress | None = None) ->
     knots_q, knots_s = frame_q[frames], np.maximum.accumulate(fine[starts, 1] / rate)
     report(0.9, "Placing the beats on their attacks")
     knots_q, knots_s = _beats_on_attacks(score, knots_q, knots_s, _attack_strength(audio, tuning), transposition,
-                                         _beat_activation(audio))
+                                         _beat_activation(audio, spectral))
     report(1.0, "Score aligned")
     return ScoreAlignment(score, knots_q, knots_s, confidence, int(transposition), tuning)
 
@@ -305,7 +308,7 @@ def _likely_transpositions(score: Score, frame_q: np.ndarray, audio_chroma: np.n
     return ranked if 0 in ranked else [0, *ranked]
 
 
-def _beat_activation(audio: Audio) -> np.ndarray | None:
+def _beat_activation(audio: Audio, spectral: Spectral | None) -> np.ndarray | None:
     """The beat tracker's beat activation (0 … 1) at ATTACK_HOP, or None where its weights are not installed."""
     from .analysis import ANALYSIS_RATE, compute_spectral
     from .tracker import beat_activation, shipped_weights
@@ -313,7 +316,7 @@ def _beat_activation(audio: Audio) -> np.ndarray | None:
     weights = shipped_weights()
     if weights is None:
         return None
-    activation = beat_activation(compute_spectral(audio).log_mel, weights)
+    activation = beat_activation((spectral or compute_spectral(audio)).log_mel, weights)
     times = np.arange(int(len(audio.samples) / ATTACK_HOP) + 1) * ATTACK_HOP / audio.sample_rate
     return np.interp(times, np.arange(len(activation)) / ANALYSIS_RATE, activation)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .align import ScoreAlignment
-from .analysis import MAX_BEATS_PER_BAR, MusicAnalysis, assemble_analysis, compute_spectral
+from .analysis import MAX_BEATS_PER_BAR, MusicAnalysis, Spectral, assemble_analysis, compute_spectral
 from .audio import Audio
 from .motion import FPS
 from .stage import SeatingPlan
@@ -115,8 +115,10 @@ def guide_from_record(record: dict, n_downbeats: int) -> ScoreGuide:
     )
 
 
-def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -> MusicAnalysis:
-    """The analysis of `audio` on the beats and bars of its aligned score, with the score's guide."""
+def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan,
+                   spectral: Spectral | None = None) -> MusicAnalysis:
+    """The analysis of `audio` on the beats and bars of its aligned score, with the score's guide. `spectral`: the
+    recording's spectral features (core.analysis.compute_spectral) when the caller has them already."""
     score = alignment.score
     beat_q, beat_bar = score.beat_times()
     beat_s = alignment.seconds_at(beat_q)
@@ -136,7 +138,7 @@ def score_analysis(audio: Audio, alignment: ScoreAlignment, plan: SeatingPlan) -
     counts = counts[(counts >= 1) & (counts <= MAX_BEATS_PER_BAR)]
     per_bar = int(np.bincount(counts).argmax()) if len(counts) else 4
     compound = sum(_is_compound(bar.meter) for bar in bars) > len(bars) / 2
-    analysis = assemble_analysis(audio, compute_spectral(audio), beat_s, beat_s[is_downbeat], per_bar,
+    analysis = assemble_analysis(audio, spectral or compute_spectral(audio), beat_s, beat_s[is_downbeat], per_bar,
                                  3 if compound else 2, SCORE_TRACKER)
     typical_beat = float(np.median(np.diff(beat_s))) if len(beat_s) > 1 else 0.5
     sections = [plan.section_for(part.name, part.instrument) for part in score.parts]
