@@ -92,6 +92,10 @@ class Skeleton:
     follows: dict[int, tuple[Follow, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
+        # Blender gives these in single precision. Made exact rotations where they are rotations up to that rounding
+        # (a bone's basis may hold a real scale, which stays), the poses built from them are rotations to double
+        # precision, which the solve then need not settle frame by frame (see _orthonormal).
+        self.rest, self.basis = _exact_rotations(self.rest), _exact_rotations(self.basis)
         depends = [
             [p for p in [parent] if p >= 0] + [f.target for f in self.follows.get(i, ())]
             for i, parent in enumerate(self.parents)
@@ -307,7 +311,7 @@ def hips_location(pelvis: np.ndarray, skeleton: Skeleton, parts: dict[str, str])
     if parent < 0:
         unrotated = skeleton.rest[b]
     else:
-        parent_world = _walk(skeleton, 1, lambda *_: None, skeleton.placing({parent}))[0, parent]
+        parent_world = _walk(skeleton, 1, lambda *_: None, skeleton.placing({parent}))[parent][0]
         unrotated = parent_world @ _affine_inverse(skeleton.rest[parent]) @ skeleton.rest[b]
     # A location t in the basis moves the bone by unrotated @ t in armature space.
     return pelvis @ unrotated[:3, :3]
@@ -399,20 +403,33 @@ def _affine_inverse(m: np.ndarray) -> np.ndarray:
     return out
 
 
+def _exact_rotations(matrices: np.ndarray) -> np.ndarray:
+    """Affine matrices (B, 4, 4) with each 3×3 part that is a rotation up to single-precision rounding made exact."""
+    out = np.array(matrices, dtype=np.float64)
+    linear = out[:, :3, :3]
+    rounded = np.abs(np.swapaxes(linear, -1, -2) @ linear - np.eye(3)).max(axis=(-2, -1), initial=0.0) < 1e-5
+    out[rounded, :3, :3] = _orthonormal(linear[rounded])
+    return out
+
+
 def _orthonormal(m: np.ndarray) -> np.ndarray:
     """The rotation nearest each matrix (..., 3, 3), i.e. U Vᵀ of its SVD, by Newton's polar iteration X ← (X + X⁻ᵀ)/2.
 
     Bone matrices are rotations up to a little scale and rounding, which the iteration settles in a few quadratic
-    steps; a degenerate (zero-scaled) matrix, which has no inverse, takes the SVD.
+    steps; a degenerate (zero-scaled) matrix, which has no inverse, takes the SVD. Matrices that are rotations to
+    within 1e-12 already (the poses the solve builds from exact rest rotations) are returned as they are.
     """
     x = np.array(m, dtype=np.float64)
+    if np.abs(np.swapaxes(x, -1, -2) @ x - np.eye(3)).max(initial=0.0) < 1e-12:
+        return x
     for _ in range(30):
         cofactors, det = _cofactors(x)
         with np.errstate(divide="ignore", invalid="ignore"):
             step = 0.5 * (x + cofactors / det[..., None, None])
         change = np.abs(step - x).max(axis=(-2, -1))
         x = step
-        if not (change > 1e-13).any():
+        # The iteration converges quadratically: after a step this small the error left is about its square.
+        if not (change > 1e-7).any():
             break
     unsettled = ~(np.abs(np.swapaxes(x, -1, -2) @ x - np.eye(3)).max(axis=(-2, -1)) < 1e-9)
     if unsettled.any():
@@ -564,20 +581,22 @@ def solve(joints: np.ndarray, skeleton: Skeleton, parts: dict[str, str], fingers
 
 
 def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = None,
-          locations: dict[int, np.ndarray] | None = None) -> np.ndarray:
+          locations: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
     """Pose the chain parents first; `local_rotation(bone, unrotated world)` gives a bone's quaternions or None.
 
-    Returns world (armature-space) matrices (T, B, 4, 4), of `bones` only where given (with all that place them).
-    Bones without a rotation keep their current basis; `locations` (T, 3) by bone index replace a basis's location.
+    Returns world (armature-space) matrices (T, 4, 4) by bone index, of `bones` only where given (with all that
+    place them). Bones without a rotation keep their current basis; `locations` (T, 3) by bone index replace a
+    basis's location. (Each bone's frames are one contiguous array: a (T, B, 4, 4) array would be read and written
+    with a stride of B matrices at every step.)
     """
-    world = np.zeros((n, len(skeleton.names), 4, 4))
-    bases = np.zeros_like(world)
+    world: dict[int, np.ndarray] = {}
+    bases: dict[int, np.ndarray] = {}
     for b in skeleton.order:
         if bones is not None and b not in bones:
             continue
         parent = skeleton.parents[b]
         offset = skeleton.rest[b] if parent < 0 else _affine_inverse(skeleton.rest[parent]) @ skeleton.rest[b]
-        unrotated = np.broadcast_to(offset if parent < 0 else world[:, parent] @ offset, (n, 4, 4))
+        unrotated = np.broadcast_to(offset if parent < 0 else world[parent] @ offset, (n, 4, 4))
         basis = np.broadcast_to(skeleton.basis[b], (n, 4, 4)).copy()
         if locations and b in locations:
             basis[:, :3, 3] = locations[b]
@@ -588,13 +607,13 @@ def _walk(skeleton: Skeleton, n: int, local_rotation, bones: set[int] | None = N
         follows = skeleton.follows.get(b, ())
         for follow in follows:
             if follow.local:
-                basis = _blend(_affine_inverse(unrotated) @ pose, bases[:, follow.target], follow)
+                basis = _blend(_affine_inverse(unrotated) @ pose, bases[follow.target], follow)
                 pose = unrotated @ basis
             else:
-                pose = _blend(pose, world[:, follow.target], follow)
-        world[:, b] = pose
+                pose = _blend(pose, world[follow.target], follow)
+        world[b] = pose
         # Only a constraint makes the pose differ from what the basis alone gives.
-        bases[:, b] = _affine_inverse(unrotated) @ pose if follows else basis
+        bases[b] = _affine_inverse(unrotated) @ pose if follows else basis
     return world
 
 
@@ -629,4 +648,5 @@ def forward_kinematics(skeleton: Skeleton, rotations: dict[str, np.ndarray],
     `locations` as their pose locations."""
     n = len(next(iter(rotations.values())))
     by_index = {skeleton.index[name]: loc for name, loc in (locations or {}).items()}
-    return _walk(skeleton, n, lambda b, _: rotations.get(skeleton.names[b]), locations=by_index)
+    world = _walk(skeleton, n, lambda b, _: rotations.get(skeleton.names[b]), locations=by_index)
+    return np.stack([world[b] for b in range(len(skeleton.names))], axis=1)
